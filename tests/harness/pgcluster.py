@@ -165,9 +165,11 @@ def start_cluster(base: str | None = None) -> PgCluster:
     if os.geteuid() == 0:
         os.chown(pwfile, pwd.getpwnam(SERVER_USER).pw_uid, -1)
     os.chmod(pwfile, 0o600)
-    subprocess.run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", superuser.name, "--pwfile", str(pwfile),
-                    "-A", "scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                   check=True, capture_output=True, text=True, timeout=120, **_as_server_user())
+    proc = subprocess.run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", superuser.name, "--pwfile", str(pwfile),
+                           "-A", "scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                          check=False, capture_output=True, text=True, timeout=120, **_as_server_user())
+    if proc.returncode != 0:
+        raise RuntimeError("initdb failed in %s: %s" % (root, proc.stderr.strip()))
     pwfile.unlink()
     port = free_port()
     with open(root / "data" / "postgresql.conf", "a", encoding="utf-8") as conf:

@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) prisma_ops.migrate contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local side of the history: a Prisma migrations folder, read exactly as the Prisma CLI reads it.
+
+- every subdirectory (not a symlink, as Node's Dirent.isDirectory()) is a migration, with or
+  without a migration.sql;
+- names are ordered with JavaScript's String.prototype.localeCompare (ICU root collation),
+  which is not byte order: `_` sorts before digits, letters ignore case first;
+- scripts are read as UTF-8 with invalid bytes replaced (fs.readFile 'utf-8') and hashed with
+  sha256; a stored checksum also matches the CRLF->LF and LF->CRLF forms of the script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from dataclasses import dataclass, field
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+
+LOCKFILE = "migration_lock.toml"
+SCRIPT = "migration.sql"
+
+# ICU root collation order of printable ASCII at the primary level (letters compare case-blind).
+_ASCII_PRIMARY_ORDER = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$0123456789abcdefghijklmnopqrstuvwxyz"
+_PRIMARY = {ch: i for i, ch in enumerate(_ASCII_PRIMARY_ORDER)}
+_NON_ASCII_BASE = len(_ASCII_PRIMARY_ORDER) + 1
+
+
+def _char_weights(ch: str) -> tuple:
+    """(primary, secondary, tertiary) weights of one character, approximating ICU's root collation."""
+    decomposed = unicodedata.normalize("NFD", ch)
+    base = decomposed[0]
+    accents = decomposed[1:]
+    lower = base.lower()
+    primary = _PRIMARY.get(lower)
+    if primary is None:
+        primary = _NON_ASCII_BASE + ord(lower)
+    secondary = tuple(ord(a) for a in accents)
+    tertiary = 0 if base == lower else 1  # lower case before upper case
+    return primary, secondary, tertiary
+
+
+def prisma_sort_key(name: str) -> tuple:
+    """Sort key equal to JS `a.localeCompare(b)` ordering for migration folder names."""
+    weights = [_char_weights(ch) for ch in name]
+    return (tuple(w[0] for w in weights), tuple(w[1] for w in weights), tuple(w[2] for w in weights), name)
+
+
+def script_checksum(script: str) -> str:
+    """The checksum Prisma stores: sha256 of the script as read, lower-case hex."""
+    return hashlib.sha256(script.encode("utf-8")).hexdigest()
+
+
+def _legacy_hex(digest: bytes) -> str:
+    # Checksums written by old engines rendered each byte without zero padding (engines#1887).
+    return "".join("%x" % b for b in digest)
+
+
+def checksum_matches(script: str, stored: str | None) -> bool:
+    """True when the stored checksum matches the script, with Prisma's line-ending tolerance."""
+    if not stored:
+        return False
+    variants = (script, script.replace("\r\n", "\n"), script.replace("\n", "\r\n"))
+    for variant in variants:
+        digest = hashlib.sha256(variant.encode("utf-8")).digest()
+        if digest.hex() == stored:
+            return True
+        if len(stored) != 64 and _legacy_hex(digest) == stored:
+            return True
+    return False
+
+
+@dataclass
+class LocalMigration:
+    name: str
+    path: str
+    script: str | None = field(default=None, repr=False)
+    read_error: str | None = None
+
+    @property
+    def checksum(self) -> str | None:
+        return script_checksum(self.script) if self.script is not None else None
+
+
+@dataclass
+class MigrationsDir:
+    path: str
+    migrations: list
+    provider: str | None
+    lockfile_present: bool
+
+    @property
+    def names(self) -> list:
+        return [m.name for m in self.migrations]
+
+    def get(self, name: str) -> LocalMigration | None:
+        for migration in self.migrations:
+            if migration.name == name:
+                return migration
+        return None
+
+
+def read_lockfile_provider(text: str) -> str | None:
+    """The provider from migration_lock.toml: the first line starting with `provider`."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("provider"):
+            value = stripped[len("provider"):].strip()
+            if value.startswith("="):
+                value = value[1:].strip()
+            return value.strip('"').strip("'")
+    return None
+
+
+def read_migrations_dir(path: str, read_scripts: bool = True) -> MigrationsDir:
+    """Read a migrations folder; raise PrismaOpsError when it is missing or unreadable."""
+    if not os.path.exists(path):
+        raise PrismaOpsError("migrations_dir %s does not exist on this host: point it at the app's prisma/migrations "
+                             "folder (the one holding migration_lock.toml)" % path)
+    if not os.path.isdir(path):
+        raise PrismaOpsError("migrations_dir %s is not a directory" % path)
+    try:
+        entries = list(os.scandir(path))
+    except PermissionError:
+        raise PrismaOpsError("migrations_dir %s is not readable by this user: run the task with become, or as the app user" % path)
+    provider = None
+    lockfile = os.path.join(path, LOCKFILE)
+    lockfile_present = os.path.isfile(lockfile)
+    if lockfile_present:
+        try:
+            with open(lockfile, "rb") as handle:
+                provider = read_lockfile_provider(handle.read().decode("utf-8", errors="replace"))
+        except OSError:
+            provider = None
+    migrations = []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        migration = LocalMigration(name=entry.name, path=entry.path)
+        if read_scripts:
+            script_path = os.path.join(entry.path, SCRIPT)
+            try:
+                with open(script_path, "rb") as handle:
+                    migration.script = handle.read().decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                migration.read_error = "no %s in this folder" % SCRIPT
+            except OSError as exc:
+                migration.read_error = "%s cannot be read: %s" % (SCRIPT, exc.strerror or exc)
+        migrations.append(migration)
+    migrations.sort(key=lambda m: prisma_sort_key(m.name))
+    return MigrationsDir(path=path, migrations=migrations, provider=provider, lockfile_present=lockfile_present)

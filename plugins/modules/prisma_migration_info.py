@@ -1,0 +1,314 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) prisma_ops.migrate contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: prisma_migration_info
+short_description: Tell exactly where a database's Prisma migration history stands
+version_added: 1.0.0
+description:
+  - Reads C(_prisma_migrations) and, when given, the app's migrations folder, and reports every migration with one
+    state (applied, failed, rolled_back, pending, missing_locally, modified), whether C(prisma migrate deploy) is
+    blocked (P3009), what deploy would apply next and in which order, and who holds Prisma's advisory lock.
+  - Unlike C(prisma migrate status), it reports migrations edited after apply, migrations in the database but not on
+    disk, and rolled-back migrations that deploy will re-run.
+  - Read-only. The session is read-only at the PostgreSQL level, and Prisma's lock is never taken.
+author:
+  - prisma_ops.migrate contributors
+extends_documentation_fragment:
+  - prisma_ops.migrate.connection
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads, so check mode runs it in full.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+options:
+  migrations_dir:
+    description:
+      - Path, on the managed host, of the Prisma migrations folder (the one holding C(migration_lock.toml)), for
+        example C(/opt/app/repo/Backend/prisma/migrations).
+      - Without it, only the database side is reported; RV(pending), RV(modified) and RV(missing_locally) are then
+        empty because they need the folder.
+    type: path
+seealso:
+  - name: Prisma Migrate in production
+    description: How Prisma records and resolves failed migrations.
+    link: https://www.prisma.io/docs/orm/prisma-migrate/workflows/patching-and-hotfixing
+"""
+
+EXAMPLES = r"""
+- name: Read the history of the app's database, with the URL from the app's own .env on the host
+  prisma_ops.migrate.prisma_migration_info:
+    env_file: /opt/schooliat/repo/Backend/.env
+    migrations_dir: /opt/schooliat/repo/Backend/src/prisma/db/migrations
+  register: history
+
+- name: Stop when deploy is blocked, naming the failed migrations
+  ansible.builtin.assert:
+    that: not history.deploy_blocked
+    fail_msg: "{{ history.summary }}"
+
+- name: Connect with discrete options and the password from the vault
+  prisma_ops.migrate.prisma_migration_info:
+    login_host: 127.0.0.1
+    login_port: 5432
+    login_user: app
+    login_password: "{{ vault_app_db_password }}"
+    login_db: app
+    schema: public
+  register: db_side
+"""
+
+RETURN = r"""
+summary:
+  description: One line that says where the history stands and what deploy would do.
+  returned: success
+  type: str
+  sample: "deploy blocked (P3009) by failed migration 20250102000000_add_posts; 1 migration to deploy"
+table_exists:
+  description: Whether C(_prisma_migrations) exists in the schema. A missing table is a state, not an error.
+  returned: success
+  type: bool
+schema_exists:
+  description: Whether the PostgreSQL schema itself exists.
+  returned: success
+  type: bool
+baseline_needed:
+  description: The schema has tables but no C(_prisma_migrations), so deploy would refuse with P3005.
+  returned: success
+  type: bool
+deploy_blocked:
+  description: Some row has C(finished_at) and C(rolled_back_at) both NULL, so deploy refuses with P3009.
+  returned: success
+  type: bool
+in_sync:
+  description:
+    - True when the table exists, nothing is failed, nothing is left to deploy, nothing was edited after apply and
+      nothing in the database is missing on disk.
+    - Without O(migrations_dir) it reflects the database side only.
+  returned: success
+  type: bool
+migrations:
+  description: Every migration known locally or in the database, in Prisma's order (JavaScript localeCompare).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Folder name of the migration.
+      type: str
+    state:
+      description: One of applied, failed, rolled_back, pending, missing_locally, modified.
+      type: str
+    will_deploy:
+      description: C(prisma migrate deploy) would run this migration (pending, or rolled back with a local folder).
+      type: bool
+    local:
+      description: The folder exists locally (null when no O(migrations_dir) was given).
+      type: bool
+    script_present:
+      description: The folder has a readable C(migration.sql) (null when there is no folder).
+      type: bool
+    in_database:
+      description: At least one row of this name exists.
+      type: bool
+    attempts:
+      description: Number of rows of this name (each deploy attempt and each C(resolve --applied) adds one).
+      type: int
+    started_at:
+      description: C(started_at) of the row that decides the state (ISO 8601).
+      type: str
+    finished_at:
+      description: C(finished_at) of that row.
+      type: str
+    rolled_back_at:
+      description: C(rolled_back_at) of that row.
+      type: str
+    applied_steps_count:
+      description: C(applied_steps_count) of that row.
+      type: int
+    checksum_ok:
+      description:
+        - The local script matches the row's checksum, with Prisma's CRLF/LF tolerance. Null when either side is
+          missing.
+      type: bool
+    checksum_database:
+      description: The checksum stored in the row.
+      type: str
+    checksum_local:
+      description: sha256 of the local C(migration.sql), what Prisma would store.
+      type: str
+    logs:
+      description: The failure log of a failed migration (first 4000 characters).
+      type: str
+    error:
+      description: The database error parsed from the log of a failed migration.
+      type: dict
+      contains:
+        sqlstate:
+          description: The SQLSTATE, when the log has one (the native engine writes it).
+          type: str
+        message:
+          description: The database's error message.
+          type: str
+        engine:
+          description: Which engine wrote the log, native or driver_adapter, or unknown.
+          type: str
+failed_migrations:
+  description:
+    - Names of failed migrations (the ones that block deploy).
+    - Named C(failed_migrations), not C(failed), because Ansible treats a true C(failed) key in any result as a
+      failed task.
+  returned: success
+  type: list
+  elements: str
+failures:
+  description: For each failed migration, its name, start time, attempts and parsed database error.
+  returned: success
+  type: list
+  elements: dict
+pending:
+  description: Local migrations with no row at all, in the order deploy applies them.
+  returned: success
+  type: list
+  elements: str
+rolled_back:
+  description: Migrations whose every row is rolled back; deploy re-runs those that exist locally.
+  returned: success
+  type: list
+  elements: str
+will_deploy:
+  description: What C(prisma migrate deploy) would apply, in order, once it is not blocked.
+  returned: success
+  type: list
+  elements: str
+missing_locally:
+  description: Migrations applied in the database whose folder is not in O(migrations_dir).
+  returned: success
+  type: list
+  elements: str
+modified:
+  description: Applied migrations whose local script no longer matches the stored checksum (edited after apply).
+  returned: success
+  type: list
+  elements: str
+missing_scripts:
+  description: Migrations deploy would run whose folder has no readable C(migration.sql) (deploy fails with P3015).
+  returned: success
+  type: list
+  elements: str
+counts:
+  description: Number of migrations in each state, plus C(total), C(will_deploy) and C(rows).
+  returned: success
+  type: dict
+lock:
+  description:
+    - The session holding Prisma's advisory lock 72707369 in this database, or null. A holder means a deploy or
+      resolve is running now, or a stuck session is keeping the lock.
+  returned: success
+  type: dict
+  contains:
+    pid:
+      description: Backend process id (what C(pg_terminate_backend) takes).
+      type: int
+    application_name:
+      description: The holder's application name.
+      type: str
+    client_addr:
+      description: The holder's client address (null for a Unix socket).
+      type: str
+    user:
+      description: The holder's database user.
+      type: str
+    session_started_at:
+      description: When the holder's session started; Prisma takes the lock right after it connects.
+      type: str
+    state:
+      description: The holder's session state (active, idle, idle in transaction...).
+      type: str
+lock_waiters:
+  description: Sessions waiting for Prisma's lock, with C(waiting_since) (PostgreSQL 14 and later).
+  returned: success
+  type: list
+  elements: dict
+server:
+  description: The database, user, server version and address the module connected to.
+  returned: success
+  type: dict
+connection:
+  description: Where the module connected (host, port, database, schema, and the source of the settings), no secret.
+  returned: success
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import lock_status
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
+    server_info,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
+
+
+def run(module: AnsibleModule) -> dict:
+    spec = resolve_connection(module.params)
+    module.no_log_values.update(spec.secrets)
+    for name in spec.ignored_params:
+        module.warn("URL parameter %r is neither a Prisma nor a libpq parameter; it was ignored" % name)
+    local = None
+    if module.params["migrations_dir"]:
+        local = read_migrations_dir(module.params["migrations_dir"])
+        if local.provider and local.provider != "postgresql":
+            module.warn("migration_lock.toml names provider %r, not postgresql: Prisma would refuse with P3019" % local.provider)
+    conn = connect(spec, application_name="prisma_ops.migrate/prisma_migration_info")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET default_transaction_read_only = on")
+        history = read_history(conn, spec.schema)
+        holder, waiters = lock_status(conn)
+        server = server_info(conn)
+    finally:
+        conn.close()
+    if not history["schema_exists"]:
+        module.warn("schema %r does not exist in database %s" % (spec.schema, server["database"]))
+    result = build_report(history, local)
+    result.update({
+        "changed": False,
+        "lock": holder,
+        "lock_waiters": waiters,
+        "server": server,
+        "connection": {"host": spec.host, "port": spec.port, "database": spec.dbname, "user": spec.user,
+                       "schema": spec.schema, "source": spec.source},
+    })
+    for entry in result["migrations"]:
+        if entry["logs"]:
+            entry["logs"] = scrub(entry["logs"], spec.secrets)
+    return result
+
+
+def main() -> None:
+    argument_spec = dict(COMMON_ARGUMENT_SPEC)
+    argument_spec.update(migrations_dir=dict(type="path"))
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
+        required_one_of=COMMON_REQUIRED_ONE_OF,
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except PrismaOpsError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
