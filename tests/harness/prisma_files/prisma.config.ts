@@ -26,7 +26,12 @@ export default defineConfig({
   schema: 'prisma/schema.prisma',
   migrations: { path: 'prisma/migrations' },
   adapter: async () => {
-    const factory: any = new PrismaPg({ connectionString: process.env.DATABASE_URL })
+    // The native engine sets search_path to the URL's ?schema=; adapter-pg needs to be told.
+    const schema = new URL(process.env.DATABASE_URL ?? '').searchParams.get('schema') ?? undefined
+    // allowExitOnIdle: idle pooled connections must not keep the CLI alive for pg's 10 s idle timeout.
+    const config: any = { connectionString: process.env.DATABASE_URL, allowExitOnIdle: true }
+    if (schema) config.options = `-c search_path="${schema}"`
+    const factory: any = new PrismaPg(config, schema ? { schema } : undefined)
     for (const method of ['connect', 'connectToShadowDb']) {
       const original = factory[method]?.bind(factory)
       if (original) factory[method] = async (...args: any[]) => patchNameType(await original(...args))
