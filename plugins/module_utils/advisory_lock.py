@@ -13,7 +13,7 @@ from __future__ import annotations
 PRISMA_LOCK_KEY = 72707369
 
 _LOCK_QUERY = """
-SELECT l.pid, l.granted, a.application_name, a.client_addr::text, a.usename,
+SELECT l.pid, l.granted, a.application_name, host(a.client_addr), a.usename,
        a.backend_start, a.xact_start, a.query_start, a.state_change, a.state,
        left(a.query, 200), a.wait_event_type, a.wait_event, {waitstart},
        l.pid = pg_backend_pid()

@@ -136,6 +136,13 @@ class ConnectionSpec:
 
 def mask_url(url: str) -> str:
     """The URL with its password (and any secret query parameter) replaced by a mask."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK  # not a URL: nothing in it can be shown safely
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in authority and ":" in authority and "@" in rest:
+        # An unencoded / ? or # in the password ends the authority early: mask up to the last @.
+        return "%s://%s:%s@%s" % (scheme, authority.split(":", 1)[0], MASK, rest.rsplit("@", 1)[1])
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -180,19 +187,28 @@ def parse_database_url(url: str, source: str = "database_url") -> ConnectionSpec
     if match and ":" in match.group(2):
         user_part, password_part = match.group(2).split(":", 1)
         password = unquote(password_part)
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]{0,19})://", url)
+    scheme = match.group(1).lower() if match else ""
     if scheme not in ("postgresql", "postgres"):
-        shown = scheme + "://" if scheme else mask_url(url)[:20]
+        # Show the scheme only: the rest of a value that is not a URL may be a password.
+        shown = ("it starts with %r" % (scheme + "://")) if scheme else "it does not start with postgresql://"
         raise PrismaOpsError(
-            "%s is not a PostgreSQL URL (it starts with %r): prisma_ops.migrate supports "
+            "%s is not a PostgreSQL URL (%s): prisma_ops.migrate supports "
             "postgresql://USER:PASSWORD@HOST:PORT/DB?schema=SCHEMA (Accelerate, Data Proxy and other "
             "providers are not supported)" % (source, shown))
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
+        # urlsplit quotes pieces of the netloc, which hold the password when it has an unencoded / ? or #.
+        if str(exc).startswith("Port"):
+            reason = "the port is not a number from 0 to 65535"
+        elif "IPv6" in str(exc):
+            reason = "the host in [brackets] is not a valid IPv6 address"
+        else:
+            reason = "it cannot be parsed as a URL"
         raise PrismaOpsError("%s is malformed (%s): %s. Percent-encode special characters in the password "
-                             "(e.g. @ as %%40, / as %%2F, : as %%3A)" % (source, scrub(str(exc), [password]), mask_url(url)))
+                             "(e.g. @ as %%40, / as %%2F, : as %%3A)" % (source, reason, mask_url(url)))
     params = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         params[key] = value
@@ -205,7 +221,8 @@ def parse_database_url(url: str, source: str = "database_url") -> ConnectionSpec
         raise PrismaOpsError("%s has no host: %s" % (source, mask_url(url)))
     dbname = unquote(parts.path[1:]) if parts.path and parts.path != "/" else None
     if dbname and "/" in dbname:
-        raise PrismaOpsError("%s has a database name with '/' in it (%r): check the URL path" % (source, dbname))
+        raise PrismaOpsError("%s has a database name with '/' in it: check the URL path and percent-encode "
+                             "special characters in the password: %s" % (source, mask_url(url)))
     user = unquote(parts.username) if parts.username else None
     schema = params.get("schema") or DEFAULT_SCHEMA
     libpq = {}

@@ -111,7 +111,7 @@ _MESSAGE_PATTERNS = (
 
 def parse_failure_log(logs: str | None) -> dict | None:
     """The database error in a failed row's logs: SQLSTATE, message, and which engine wrote it."""
-    if not logs:
+    if not logs or not logs.strip():
         return None
     sqlstate = None
     for pattern in _SQLSTATE_PATTERNS:
