@@ -29,6 +29,8 @@ _PRIMARY = {ch: i for i, ch in enumerate(_ASCII_PRIMARY_ORDER)}
 _NON_ASCII_BASE = len(_ASCII_PRIMARY_ORDER) + 1
 
 
+
+
 def _char_weights(ch: str) -> tuple:
     """(primary, secondary, tertiary) weights of one character, approximating ICU's root collation."""
     decomposed = unicodedata.normalize("NFD", ch)
@@ -43,10 +45,35 @@ def _char_weights(ch: str) -> tuple:
     return primary, secondary, tertiary
 
 
+def _char_key(ch: str) -> tuple:
+    """One character's weights as strings, so whole keys compare as plain (fast) strings.
+
+    Secondary weights start with \x01 so that "no accent" sorts before any accent, as tuples would.
+    """
+    primary, secondary, tertiary = _char_weights(ch)
+    return (chr(min(primary + 32, 0x10FFFF)), "\x01" + "".join(chr(a + 2) for a in secondary), "1" if tertiary else "0")
+
+
+_ASCII_KEYS = {chr(c): _char_key(chr(c)) for c in range(128)}
+_ASCII_PRIMARY = str.maketrans({ch: key[0] for ch, key in _ASCII_KEYS.items()})
+_ASCII_TERTIARY = str.maketrans({ch: key[2] for ch, key in _ASCII_KEYS.items()})
+_KEY_CACHE: dict = {}
+
+
 def prisma_sort_key(name: str) -> tuple:
-    """Sort key equal to JS `a.localeCompare(b)` ordering for migration folder names."""
-    weights = [_char_weights(ch) for ch in name]
-    return (tuple(w[0] for w in weights), tuple(w[1] for w in weights), tuple(w[2] for w in weights), name)
+    """Sort key equal to JS `a.localeCompare(b)` ordering for migration folder names.
+
+    Compared level by level over the whole name, like ICU: base letters, then accents, then case.
+    """
+    if name.isascii():  # the common case, done with str.translate for 5,000-folder histories
+        return (name.translate(_ASCII_PRIMARY), "\x01" * len(name), name.translate(_ASCII_TERTIARY), name)
+    keys = []
+    for ch in name:
+        key = _KEY_CACHE.get(ch)
+        if key is None:
+            key = _KEY_CACHE[ch] = _char_key(ch)
+        keys.append(key)
+    return ("".join(k[0] for k in keys), "".join(k[1] for k in keys), "".join(k[2] for k in keys), name)
 
 
 def script_checksum(script: str) -> str:
