@@ -179,10 +179,10 @@ def _migration_entry(name: str, rows: list, local, dir_checked: bool) -> dict:
         "rolled_back_at": _iso(row.rolled_back_at) if row else None,
         "applied_steps_count": row.applied_steps_count if row else None,
         "checksum_ok": checksum_ok,
-        # Both checksums only where they disagree: they are what an operator compares, and 5,000
-        # identical pairs would only weigh on every result.
-        "checksum_database": row.checksum if (row and checksum_ok is False) else None,
-        "checksum_local": local.checksum if (has_local and checksum_ok is False) else None,
+        # Checksums only where they are not known to match: that is when an operator compares them,
+        # and 5,000 identical pairs would only weigh on every result.
+        "checksum_database": row.checksum if (row and checksum_ok is not True) else None,
+        "checksum_local": local.checksum if (has_local and checksum_ok is not True) else None,
         "logs": logs[:LOG_LIMIT] if logs else logs,
         "error": parse_failure_log(logs) if state == "failed" else None,
     }

@@ -138,10 +138,12 @@ migrations:
           missing.
       type: bool
     checksum_database:
-      description: The checksum stored in the row.
+      description: The checksum stored in the row; null when RV(migrations[].checksum_ok) is true.
       type: str
     checksum_local:
-      description: sha256 of the local C(migration.sql), what Prisma would store.
+      description:
+        - sha256 of the local C(migration.sql), what Prisma would store; null when RV(migrations[].checksum_ok) is
+          true.
       type: str
     logs:
       description: The failure log of a failed migration (first 4000 characters).
