@@ -298,13 +298,17 @@ def test_read_env_file_empty_variable(tmp_path):
         read_env_file(str(env), "DATABASE_URL")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_read_env_file_unreadable(tmp_path):
-    env = tmp_path / ".env"
+def test_read_env_file_unreadable():
+    from tests.harness.unprivileged import run_python_as_nobody, shared_tmpdir
+    env = Path(shared_tmpdir()) / ".env"
     env.write_text("DATABASE_URL=x\n")
     env.chmod(0)
-    with pytest.raises(PrismaOpsError, match="not readable"):
-        read_env_file(str(env), "DATABASE_URL")
+    proc = run_python_as_nobody(
+        "from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import read_env_file\n"
+        "from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError\n"
+        "try:\n    read_env_file(%r, 'DATABASE_URL')\nexcept PrismaOpsError as exc:\n    print(exc.msg)\n" % str(env))
+    assert proc.returncode == 0, proc.stderr
+    assert "is not readable by this user" in proc.stdout
 
 
 def test_read_env_file_invalid_utf8_is_replaced_not_fatal(tmp_path):
@@ -367,7 +371,7 @@ def test_parse_dotenv_matches_prisma_cli_bundle_on_generated_files():
     node = shutil.which("node")
     functions = _bundle_functions()
     if not node or functions is None:
-        pytest.skip("node or the Prisma CLI oracle bundle is not installed (make setup)")
+        pytest.fail("node or the Prisma CLI oracle bundle is not installed: run `make setup`")
     rng = random.Random(20250101)
     atoms = ["A", "B", "C", "=", " = ", "${A}", "${B}", "$A", "\\${A}", "'", '"', "`", "#", " ", "\n", "\r\n", "x",
              "$$", "$&", "\\n", "export ", ": ", "${}", "${C", "}", "p%40ss", "?schema=t&x=1"]
@@ -391,7 +395,7 @@ def test_parse_dotenv_matches_prisma_debug(tmp_path):
     from tests.harness.prisma import oracle_home
     prisma = oracle_home() / "node_modules" / ".bin" / "prisma"
     if not prisma.exists():
-        pytest.skip("the Prisma CLI oracle is not installed (make setup)")
+        pytest.fail("the Prisma CLI oracle is not installed: run `make setup`")
     (tmp_path / "prisma").mkdir()
     (tmp_path / "prisma" / "schema.prisma").write_text(
         'datasource db {\n  provider = "postgresql"\n  url      = env("DATABASE_URL")\n}\n')
