@@ -171,7 +171,7 @@ def scrub(text: str, secrets) -> str:
     for secret in secrets or ():
         if not secret:
             continue
-        for form in {secret, quote(secret, safe=""), quote(secret)}:
+        for form in dict.fromkeys((secret, quote(secret, safe=""), quote(secret))):
             text = text.replace(form, MASK)
     return text
 
@@ -213,8 +213,6 @@ def parse_database_url(url: str, source: str = "database_url") -> ConnectionSpec
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         params[key] = value
     host = parts.hostname
-    if parts.netloc.rsplit("@", 1)[-1].startswith("[") and host:
-        host = host  # IPv6 literal: urlsplit already strips the brackets
     if params.get("host"):
         host = params["host"]  # Prisma/libpq: ?host=/var/run/postgresql selects a Unix socket
     if not host:

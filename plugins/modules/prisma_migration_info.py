@@ -17,7 +17,7 @@ description:
     disk, and rolled-back migrations that deploy will re-run.
   - Read-only. The session is read-only at the PostgreSQL level, and Prisma's lock is never taken.
 author:
-  - prisma_ops.migrate contributors
+  - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
   - prisma_ops.migrate.connection
 attributes:

@@ -48,7 +48,7 @@ def test_lock_holder_is_named_and_cleared(project, info, db):
 
 def test_lock_in_another_database_is_not_this_databases_lock(pg_cluster, info, db):
     other = pg_cluster.create_database()
-    conn, _ = hold_prisma_lock(other, "other-app")
+    conn, _pid = hold_prisma_lock(other, "other-app")
     try:
         assert info()["lock"] is None
     finally:

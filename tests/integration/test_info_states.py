@@ -209,8 +209,8 @@ def test_history_in_a_non_default_schema_from_the_url(pg_cluster, tmp_path):
     assert app.deploy().returncode == 0
 
     in_tenant = run_module("prisma_migration_info", {"database_url": url, "migrations_dir": str(app.migrations_dir)})
-    in_public = run_module("prisma_migration_info", {"database_url": url, "schema": "public",
-                                                    "migrations_dir": str(app.migrations_dir)})
+    in_public = run_module("prisma_migration_info",
+                           {"database_url": url, "schema": "public", "migrations_dir": str(app.migrations_dir)})
 
     assert in_tenant["in_sync"] is True and in_tenant["connection"]["schema"] == "tenant"
     assert in_public["table_exists"] is False and in_public["pending"] == ["20250101000000_init"]

@@ -47,7 +47,7 @@ def random_migration_names(seed: int, count: int) -> list:
     rng = random.Random(seed)
     tail_chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.éäÉÄ"
     names = []
-    for _ in range(count):
+    for _unused in range(count):
         shape = rng.random()
         if shape < 0.6:  # 20240131120000_add_user_table
             stamp = "%04d%02d%02d%06d" % (rng.randint(2020, 2026), rng.randint(1, 12), rng.randint(1, 28),
@@ -55,11 +55,11 @@ def random_migration_names(seed: int, count: int) -> list:
             if rng.random() < 0.3:
                 stamp = stamp[:rng.randint(6, 14)]
             sep = rng.choice("_-._")
-            name = stamp + sep + "".join(rng.choice(tail_chars) for _ in range(rng.randint(1, 12)))
+            name = stamp + sep + "".join(rng.choice(tail_chars) for _unused in range(rng.randint(1, 12)))
         elif shape < 0.8:  # short hand-written folders
-            name = "".join(rng.choice("0123456789_-.aAbBzZéä") for _ in range(rng.randint(1, 6)))
+            name = "".join(rng.choice("0123456789_-.aAbBzZéä") for _unused in range(rng.randint(1, 6)))
         else:
-            name = "".join(rng.choice(tail_chars) for _ in range(rng.randint(1, 15)))
+            name = "".join(rng.choice(tail_chars) for _unused in range(rng.randint(1, 15)))
         names.append(name)
     return names
 
