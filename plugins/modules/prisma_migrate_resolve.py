@@ -91,7 +91,8 @@ options:
       - Extra environment variables for the Prisma CLI (cli method), for example C(PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING)
         or C(NODE_OPTIONS). The module sets C(DATABASE_URL) itself (and O(env_var) when it names another variable),
         plus C(CHECKPOINT_DISABLE=1); C(DATABASE_URL) is refused here.
-      - Values are shown in the task's invocation; do not put secrets here.
+      - Values of variables whose name contains PASSW, SECRET, TOKEN, KEY, URL, CREDENTIAL or AUTH are masked in
+        the result; other values are shown in the task's invocation, so keep secrets out of them.
     type: dict
   lock_timeout:
     description:
@@ -248,6 +249,7 @@ diff:
 """
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -266,6 +268,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import 
 
 APPLICATION_NAME = "prisma_ops.migrate/prisma_migrate_resolve"
 OUTPUT_LIMIT = 4000
+SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
 
 
 def choose_method(params: dict) -> tuple:
@@ -334,8 +337,16 @@ def cli_environment(params: dict, url: str) -> dict:
     return env
 
 
+def mask_environment(module: AnsibleModule) -> None:
+    """Values of secret-looking variables in environment never reach the result (invocation included)."""
+    for key, value in (module.params["environment"] or {}).items():
+        if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key)):
+            module.no_log_values.add(str(value))
+
+
 def run(module: AnsibleModule) -> dict:
     params = module.params
+    mask_environment(module)
     names = normalize_names(params["name"])  # before connecting: bad names never reach the database or argv
     state = params["state"]
     spec = resolve_connection(params)
