@@ -362,8 +362,7 @@ def wait_lock_free(conn, timeout: float) -> float:
     started = time.monotonic()
     deadline = started + max(0.0, timeout)
     while True:
-        holder, _ = lock_status(conn)
-        if holder is None:
+        if lock_status(conn)[0] is None:
             return time.monotonic() - started
         if time.monotonic() >= deadline:
             raise _lock_timeout_error(conn, timeout, time.monotonic() - started, "the Prisma CLI was not started")

@@ -26,7 +26,7 @@ description:
     (hand-edited history), is still refused with P3008. C(rolled_back) on a migration that is applied (for example
     resolved applied after a failure) is refused with P3012, where Prisma exits 0 and writes nothing."
 author:
-  - prisma_ops.migrate contributors
+  - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
   - prisma_ops.migrate.connection
 attributes:
