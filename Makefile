@@ -8,7 +8,9 @@ BIN         := $(CURDIR)/$(VENV)/bin
 # Tools from .venv win over anything else on PATH, in recipes and in the tests they start.
 export PATH := $(BIN):$(PATH)
 
-PYTEST_WORKERS ?= 2
+# pytest-xdist workers. The suite mostly waits on PostgreSQL and the Prisma CLI (node), so more
+# workers than the 2 cores pay off: measured on 2 cores, serial 80 s, -n 2 73 s, -n 4 56 s.
+PYTEST_WORKERS ?= 4
 PYTEST_ARGS    ?=
 SANITY_ARGS    ?=
 DIST_DIR       := .build/dist
