@@ -400,10 +400,10 @@ def execute_native(conn, schema: str, names: list, state: str, local: Migrations
     committed when a name is refused, the lock cannot be had, or the transaction fails.
     """
     import psycopg2
-    waited = acquire_prisma_lock(conn, lock_timeout)
     committed = False
     executed = []
     try:
+        waited = acquire_prisma_lock(conn, lock_timeout)
         conn.autocommit = False
         with conn.cursor() as cur:
             # Bound every row/table lock wait inside the transaction too (a session editing the table by hand).

@@ -485,6 +485,13 @@ def main() -> None:
         details.setdefault("changed", False)
         details.setdefault("resolved", [])
         module.fail_json(msg=exc.msg, **details)
+    except Exception as exc:  # pylint: disable=broad-except
+        if not type(exc).__module__.startswith("psycopg2"):
+            raise
+        # A database error outside the write transaction (e.g. the session was terminated while reading).
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        module.fail_json(msg="database error, nothing was written: %s" % text, code="database_error", changed=False,
+                         resolved=[])
     module.exit_json(**result)
 
 

@@ -99,6 +99,26 @@ def test_lock_held_by_a_session_times_out_naming_it_and_leaves_nothing_queued(fa
         holder.close()
 
 
+def test_killed_while_waiting_for_the_lock_fails_cleanly(failed):
+    db, project = failed
+    before = table(db)
+    holder = session(db, "long-deploy")
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    thread, box = in_background(**args(db, project, lock_timeout=30))
+    try:
+        assert wait_for(lambda: bool(module_backends(db)), timeout=10)
+        pid = module_backends(db)[0][0]
+        assert db.execute("SELECT pg_terminate_backend(%s)", (pid,), superuser=True) == [(True,)]
+        thread.join(30)
+        result = box["result"]
+        assert result["_rc"] != 0 and result["code"] == "transaction_failed", result
+        assert "nothing was written" in result["msg"] and "Traceback" not in result["_stdout"] + result["_stderr"]
+        assert table(db) == before
+    finally:
+        holder.close()
+
+
 def test_waits_for_the_lock_then_resolves_and_releases_it(failed):
     db, project = failed
     holder = session(db, "short-job")
