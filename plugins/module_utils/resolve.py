@@ -324,7 +324,8 @@ def _lock_timeout_error(conn, timeout: float, waited: float, what: str) -> Prism
         holder, waiters = None, []
     since = ""
     if holder and holder.get("session_started_at"):
-        since = " (holding it since at least %s)" % (holder.get("transaction_started_at") or holder["session_started_at"])
+        # PostgreSQL does not record when a lock was granted; Prisma takes it right after connecting.
+        since = " (holding it since its session started at %s, or later)" % holder["session_started_at"]
     pid = holder["pid"] if holder else None
     advice = ("wait for it to finish and run again, raise lock_timeout, or, if that session is stuck, end it with "
               "SELECT pg_terminate_backend(%s)" % pid) if pid else "run again"
