@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """prisma_migration_info at scale vs `prisma migrate status`, on the same data, in the same run.
 
 5,000 history rows and 5,000 migration folders (rows written exactly as deploy writes them).
@@ -61,7 +61,7 @@ def main() -> int:
         project = PrismaProject.create(Path(tmp) / "app", db.url())
         build(project, db, args.migrations)
         module_times, cli_times = [], []
-        for _ in range(args.rounds):  # alternate so machine noise hits both alike
+        for _round in range(args.rounds):  # alternate so machine noise hits both alike
             seconds, result = timed(lambda: run_module("prisma_migration_info", {
                 "database_url": db.url(), "migrations_dir": str(project.migrations_dir)}))
             assert result.get("in_sync") is True and result["counts"]["applied"] == args.migrations, result.get("msg")

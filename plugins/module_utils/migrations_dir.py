@@ -29,8 +29,6 @@ _PRIMARY = {ch: i for i, ch in enumerate(_ASCII_PRIMARY_ORDER)}
 _NON_ASCII_BASE = len(_ASCII_PRIMARY_ORDER) + 1
 
 
-
-
 def _char_weights(ch: str) -> tuple:
     """(primary, secondary, tertiary) weights of one character, approximating ICU's root collation."""
     decomposed = unicodedata.normalize("NFD", ch)
