@@ -180,10 +180,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("kind", list(EXPECTED))
-@pytest.mark.parametrize("state", ["applied", "rolled_back"])
-def test_native_writes_what_the_prisma_cli_writes(kind, state, starting_states):
-    states, runs = starting_states
+def check_case(kind: str, state: str, states: dict, runs: dict) -> None:
     snapshot, name, _ = states[kind]
     base_rows, base_ddl = rows_of(snapshot), table_ddl(snapshot)
     nat_db, result = runs[(kind, state, "native")]
@@ -191,7 +188,7 @@ def test_native_writes_what_the_prisma_cli_writes(kind, state, starting_states):
 
     got = (native_outcome(result), cli_outcome(cli))
 
-    assert got == EXPECTED[kind][state], (result.get("msg"), cli.output)
+    assert got == EXPECTED[kind][state], (got, result.get("msg"), cli.output)
     # The same table, column by column: DDL from the catalogs, then every row.
     assert table_ddl(nat_db) == table_ddl(cli_db)
     nat_rows, cli_rows = rows_of(nat_db), rows_of(cli_db)
@@ -200,3 +197,17 @@ def test_native_writes_what_the_prisma_cli_writes(kind, state, starting_states):
         assert nat_rows != base_rows and result["resolved"] == [name] and result["method"] == "native"
     else:
         assert nat_rows == base_rows and table_ddl(nat_db) == base_ddl and result["resolved"] == []
+
+
+def test_native_writes_what_the_prisma_cli_writes(starting_states):
+    """One test for all 16 cases, so pytest-xdist runs the shared 32-run fixture on one worker only;
+    every mismatch is reported, not just the first."""
+    states, runs = starting_states
+    problems = []
+    cases = [(kind, state) for kind in EXPECTED for state in ("applied", "rolled_back")]
+    for kind, state in cases:
+        try:
+            check_case(kind, state, states, runs)
+        except AssertionError as exc:
+            problems.append("%s -> %s: %s" % (kind, state, str(exc)[:3000]))
+    assert len(cases) == 16 and not problems, "\n\n".join(problems)
