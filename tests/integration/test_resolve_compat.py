@@ -81,20 +81,20 @@ def starting_states(pg_cluster, tmp_path_factory):
     copies = []
 
     def native(kind, state, target):
-        _, name, proj = states[kind]
+        _snapshot, name, proj = states[kind]
         return run_module("prisma_migrate_resolve", {
             "database_url": target.url(), "name": name, "state": state, "method": "native",
             "migrations_dir": str(proj.migrations_dir)})
 
     def cli(kind, state, target):
-        _, name, proj = states[kind]
+        _snapshot, name, proj = states[kind]
         flag = "--applied" if state == "applied" else "--rolled-back"
         return proj.cli("migrate", "resolve", flag, name, database_url=target.url())
 
     # All 32 runs in one pool: the CLI is CPU-bound start-up, so this keeps both cores busy.
     futures = {}
     with ThreadPoolExecutor(4) as pool:
-        for kind, (snapshot, _, _) in states.items():
+        for kind, (snapshot, _name, _proj) in states.items():
             for state in ("applied", "rolled_back"):
                 for who, run in (("native", native), ("cli", cli)):
                     target = copy_database(snapshot, "%s_%d" % (base.name, len(copies)))
@@ -181,7 +181,7 @@ EXPECTED = {
 
 
 def check_case(kind: str, state: str, states: dict, runs: dict) -> None:
-    snapshot, name, _ = states[kind]
+    snapshot, name, _proj = states[kind]
     base_rows, base_ddl = rows_of(snapshot), table_ddl(snapshot)
     nat_db, result = runs[(kind, state, "native")]
     cli_db, cli = runs[(kind, state, "cli")]

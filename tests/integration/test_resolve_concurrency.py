@@ -157,10 +157,10 @@ def test_a_running_prisma_deploy_is_never_interleaved(project, db):
         assert len(holders) == 1
         deploy_pid = holders[0][0]
 
-        impatient = run_module("prisma_migrate_resolve", args(db, project, name=M_SLOW, state="rolled_back",
-                                                             lock_timeout=1))
-        patient = run_module("prisma_migrate_resolve", args(db, project, name=M_SLOW, state="applied",
-                                                           lock_timeout=20))
+        impatient = run_module("prisma_migrate_resolve",
+                               args(db, project, name=M_SLOW, state="rolled_back", lock_timeout=1))
+        patient = run_module("prisma_migrate_resolve",
+                             args(db, project, name=M_SLOW, state="applied", lock_timeout=20))
     finally:
         out, err = deploy.communicate(timeout=60)
 
@@ -205,7 +205,7 @@ def test_connection_killed_mid_transaction_leaves_no_partial_write(failed):
     thread, box = in_background(**args(db, project, lock_timeout=60))
     try:
         def blocked_in_insert():
-            return any(w == "Lock" and q.startswith("INSERT") for _, w, q in module_backends(db))
+            return any(w == "Lock" and q.startswith("INSERT") for _pid, w, q in module_backends(db))
         assert wait_for(blocked_in_insert, timeout=15)
         pid = module_backends(db)[0][0]
         # Its UPDATE is done but uncommitted: invisible from outside.

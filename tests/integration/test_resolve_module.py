@@ -207,7 +207,7 @@ def test_unreachable_database_is_a_clear_failure():
 
 
 def test_applied_needs_a_migrations_folder_for_native(failed):
-    db, _ = failed
+    db, _project = failed
     result = resolve(db, None, name=M_BROKEN, state="applied")
     assert_failed(result, "migrations_dir", secret=db.owner.password)
 

@@ -174,12 +174,12 @@ def test_statements_are_prismas_rows_and_guarded_updates():
     assert "finished_at IS NULL AND rolled_back_at IS NULL" in stmts[1][0] and stmts[1][1] == ("r2",)
     assert "'', NULL, statement_timestamp(), 0)" in stmts[2][0]
     assert stmts[2][1] == ("new-1", script_checksum(SCRIPT), NAME)
-    assert not any("DELETE" in s for s, _ in stmts)
+    assert not any("DELETE" in s for s, _params in stmts)
 
 
 def test_cli_argv_puts_the_name_last_and_no_url():
-    assert cli_argv(["npx", "prisma"], "rolled_back", NAME) == ["npx", "prisma", "migrate", "resolve", "--rolled-back",
-                                                                 NAME]
+    expected = ["npx", "prisma", "migrate", "resolve", "--rolled-back", NAME]
+    assert cli_argv(["npx", "prisma"], "rolled_back", NAME) == expected
 
 
 @pytest.mark.parametrize("output, code, message", [
