@@ -87,6 +87,13 @@ class Database:
         conn.autocommit = autocommit
         return conn
 
+    def copy(self, name: str) -> "Database":
+        """An exact copy (schema, rows, owner) made by the server; this database must have no open session."""
+        with contextlib.closing(self.cluster.admin()) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(self.owner.name), sql.Identifier(self.name)))
+        return Database(self.cluster, name, self.owner)
+
     def execute(self, statement: str, params: tuple | None = None, superuser: bool = False) -> list[tuple]:
         """Run one statement (or a whole script) and return the rows, if any."""
         conn = self.connect(superuser=superuser)

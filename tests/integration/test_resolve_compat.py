@@ -8,12 +8,10 @@ compare exactly; new ids must be v4 UUIDs and new timestamps compare by their or
 
 from __future__ import annotations
 
-import contextlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from psycopg2 import sql
 
 from tests.harness.modules import run_module
 from tests.harness.pgcluster import Database
@@ -27,13 +25,6 @@ M_INIT, M_BROKEN, M_LATER = "20250101000000_init", "20250102000000_broken", "202
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 COLUMNS = "id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count"
 
-
-def copy_database(db: Database, name: str) -> Database:
-    """An exact copy of db (schema, rows, owner) made by the server; db must have no open session."""
-    with contextlib.closing(db.cluster.admin()) as admin, admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(db.owner.name), sql.Identifier(db.name)))
-    return Database(db.cluster, name, db.owner)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +46,7 @@ def starting_states(pg_cluster, tmp_path_factory):
     snaps = {}
 
     def snap(label: str) -> Database:
-        snaps[label] = copy_database(base, "%s_%s" % (base.name, label))
+        snaps[label] = base.copy("%s_%s" % (base.name, label))
         return snaps[label]
 
     snap("empty")
@@ -65,7 +56,7 @@ def starting_states(pg_cluster, tmp_path_factory):
     snap("rolled_back")
     assert project.deploy().returncode == 1                      # fails again: "Broken" exists (JS engine)
     snap("failed_twice")
-    snaps["resolved_applied"] = copy_database(failed, "%s_resolved_applied" % base.name)
+    snaps["resolved_applied"] = failed.copy("%s_resolved_applied" % base.name)
     assert project.cli("migrate", "resolve", "--applied", M_BROKEN,
                        database_url=snaps["resolved_applied"].url()).returncode == 0
     states = {
@@ -97,7 +88,7 @@ def starting_states(pg_cluster, tmp_path_factory):
         for kind, (snapshot, _name, _proj) in states.items():
             for state in ("applied", "rolled_back"):
                 for who, run in (("native", native), ("cli", cli)):
-                    target = copy_database(snapshot, "%s_%d" % (base.name, len(copies)))
+                    target = snapshot.copy("%s_%d" % (base.name, len(copies)))
                     copies.append(target)
                     futures[(kind, state, who)] = (target, pool.submit(run, kind, state, target))
         runs = {key: (target, future.result()) for key, (target, future) in futures.items()}

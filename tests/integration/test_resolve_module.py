@@ -3,14 +3,12 @@ diff mode, lists, bad input, method selection, the cli method and its P-codes, a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
-from psycopg2 import sql
 
 from tests.harness.modules import run_module
 from tests.harness.pgcluster import Database, free_port
@@ -28,12 +26,6 @@ CLI_EXTRA_ENV = {k: v for k, v in cli_env("unused").items()
                  if k.startswith("PRISMA_") or k in ("NODE_OPTIONS",)}
 
 
-def copy_database(db: Database, name: str) -> Database:
-    with contextlib.closing(db.cluster.admin()) as admin, admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(db.owner.name), sql.Identifier(db.name)))
-    return Database(db.cluster, name, db.owner)
-
 
 @pytest.fixture(scope="module")
 def failed_template(pg_cluster, tmp_path_factory):
@@ -50,7 +42,7 @@ def failed_template(pg_cluster, tmp_path_factory):
 @pytest.fixture
 def failed(failed_template, tmp_path):
     """(database, project) in the failed state: a fresh copy of the template and an app tree pointing at it."""
-    db = copy_database(failed_template, failed_template.name + "_" + os.urandom(3).hex())
+    db = failed_template.copy(failed_template.name + "_" + os.urandom(3).hex())
     project = PrismaProject.create(tmp_path / "app", db.url())
     for name, script in MIGRATIONS:
         project.add_migration(name, script)
