@@ -26,7 +26,6 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 COLUMNS = "id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count"
 
 
-
 @pytest.fixture(scope="module")
 def starting_states(pg_cluster, tmp_path_factory):
     """Every starting state, made once by one chain of real CLI calls and kept as template databases.

@@ -26,7 +26,6 @@ CLI_EXTRA_ENV = {k: v for k, v in cli_env("unused").items()
                  if k.startswith("PRISMA_") or k in ("NODE_OPTIONS",)}
 
 
-
 @pytest.fixture(scope="module")
 def failed_template(pg_cluster, tmp_path_factory):
     """init applied, broken failed (by the real CLI), later only local; copied for each test."""
