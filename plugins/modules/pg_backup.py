@@ -261,6 +261,14 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 
+class BackupModule(AnsibleModule):
+    """AnsibleModule, minus the stat of `path` it adds to results: `size` is the backup's own (for a directory
+    backup, the sum of its files) and must not be replaced by the size of a directory inode."""
+
+    def add_path_info(self, kwargs):
+        return kwargs
+
+
 def main() -> None:
     argument_spec = dict(COMMON_ARGUMENT_SPEC)
     argument_spec.update(
@@ -279,7 +287,7 @@ def main() -> None:
         group=dict(type="str"),
         pg_dump_path=dict(type="path"),
     )
-    module = AnsibleModule(
+    module = BackupModule(
         argument_spec=argument_spec,
         mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
         required_one_of=COMMON_REQUIRED_ONE_OF,
