@@ -462,10 +462,11 @@ def test_password_is_in_no_process_list_while_pg_dump_runs(seeded, tmp_path):
     worker = threading.Thread(target=lambda: outcome.update(backup(seeded, backup_dir)))
     worker.start()
     try:
-        assert wait_for(lambda: bool(seeded.execute(
+        waiting = lambda: bool(seeded.execute(  # noqa: E731
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = "
-            "'prisma_ops.migrate/pg_backup' AND wait_event_type = 'Lock'", superuser=True)), timeout=30), \
-            "pg_dump never reached the lock"
+            "'prisma_ops.migrate/pg_backup' AND wait_event_type = 'Lock'", superuser=True))
+        wait_for(lambda: waiting() or not worker.is_alive(), timeout=30)
+        assert waiting(), "pg_dump never reached the lock: %s" % outcome.get("msg")
         cmdlines = _proc_files("cmdline")
         environs = _proc_files("environ")
         dumps = [pid for pid, argv in cmdlines.items() if argv.startswith(b"/usr/lib/postgresql/15/bin/pg_dump\0")
