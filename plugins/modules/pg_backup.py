@@ -136,6 +136,7 @@ EXAMPLES = r"""
 - name: A parallel directory-format dump with the app's login options
   prisma_ops.migrate.pg_backup:
     login_host: 127.0.0.1
+    login_port: 5432
     login_user: schooliat
     login_password: "{{ vault_app_db_password }}"
     login_db: schooliat

@@ -19,6 +19,7 @@ BROKEN_POSTS = 'CREATE TABLE "Post" ("id" SERIAL PRIMARY KEY);\nSELECT 1/0;\n'
 MODULES = {
     "prisma_migration_info": ("migrations_dir", "database_url", "env_file", "deploy_blocked", "failed_migrations"),
     "prisma_migrate_resolve": ("state", "method", "lock_timeout", "resolved", "prisma_command"),
+    "pg_backup": ("backup_dir", "reuse_within", "keep_last", "restore_command", "pg_dump_path"),
 }
 
 
@@ -106,3 +107,23 @@ def test_resolve_examples_run_against_a_real_database(project, db, tmp_path):
                       "FROM _prisma_migrations ORDER BY started_at, id")
     assert rows == [("20250101000000_init", True, False), ("20250102000000_add_posts", False, True),
                     ("20250102000000_add_posts", True, False)]
+
+
+def test_pg_backup_examples_run_against_a_real_database(db, tmp_path):
+    db.execute('CREATE TABLE "User" ("id" SERIAL PRIMARY KEY); INSERT INTO "User" DEFAULT VALUES;')
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=%s\n" % db.url())
+    backup_dir = tmp_path / "backups"
+    tasks = example_tasks("pg_backup", {
+        "env_file": str(env_file), "backup_dir": str(backup_dir), "login_host": "127.0.0.1",
+        "login_port": db.cluster.port, "login_user": db.owner.name, "login_db": db.name})
+
+    proc = run_playbook(tmp_path, tasks, {"vault_app_db_password": db.owner.password, "vault_database_url": db.url()})
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok=%d" % len(tasks) in proc.stdout and "failed=0" in proc.stdout
+    assert db.owner.password not in proc.stdout + proc.stderr
+    names = sorted(os.listdir(backup_dir))
+    assert sorted(n.rsplit(".", 1)[-1] for n in names if not n.endswith(".json")) == ["dir", "dump"]
+    assert not any(n.endswith(".sql") for n in names)  # the check-mode task wrote nothing
+    assert "pg_restore --host=127.0.0.1" in proc.stdout
