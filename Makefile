@@ -15,7 +15,7 @@ PYTEST_ARGS    ?=
 SANITY_ARGS    ?=
 DIST_DIR       := .build/dist
 
-.PHONY: help setup lint ansible-lint sanity changelog-lint test pytest demo build clean
+.PHONY: help setup lint ansible-lint sanity changelog-lint test pytest demo build clean lab lab-down
 
 help:
 	@echo "make setup         Debian packages, .venv, Prisma CLI oracle, .collections link (idempotent)"
@@ -25,6 +25,8 @@ help:
 	@echo "make sanity        ansible-test sanity only (SANITY_ARGS='--test pylint')"
 	@echo "make build         build the collection tarball into $(DIST_DIR)"
 	@echo "make demo          end-to-end recovery demo"
+	@echo "make lab           start the lab: SSH test hosts in containers, lab/inventory.yml (docs/lab.md)"
+	@echo "make lab-down      remove the lab containers (keeps the cached images)"
 	@echo "make clean         remove .build, tests/output and caches (keeps .venv)"
 
 setup:
@@ -56,6 +58,13 @@ pytest:
 
 demo: setup
 	@echo "not yet: make demo arrives with the recover role (issue 6)"
+
+# The lab needs the Prisma CLI oracle (make setup) for the hosts' node_modules.
+lab: setup
+	@scripts/lab.sh up
+
+lab-down:
+	@scripts/lab.sh down
 
 build: setup
 	@mkdir -p $(DIST_DIR)
