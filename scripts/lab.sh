@@ -355,10 +355,17 @@ cmd_status() {
   return "$all"
 }
 
+# One lab command at a time (parallel test workers may all ask for `up`): wait, bounded, for the lock.
+lock() {
+  mkdir -p "$cache"
+  exec 9>"$cache/lab.lock"
+  flock -w 1200 9 || die "another scripts/lab.sh still holds $cache/lab.lock after 20 minutes"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
-  reset) cmd_down; cmd_up ;;
+  up) lock; cmd_up ;;
+  down) lock; cmd_down ;;
+  reset) lock; cmd_down; cmd_up ;;
   status) cmd_status ;;
   *) echo "usage: scripts/lab.sh up | down | reset | status" >&2; exit 2 ;;
 esac
