@@ -255,7 +255,7 @@ def tool_version(path: str) -> tuple:
 
 def candidate_paths() -> list:
     """pg_dump binaries on this host: Debian's versioned ones, then the one on PATH."""
-    paths = sorted(glob.glob(PG_LIB_GLOB), key=lambda p: _dir_version(p), reverse=True)
+    paths = sorted(glob.glob(PG_LIB_GLOB), key=_dir_version, reverse=True)
     on_path = shutil.which("pg_dump")
     if on_path and os.path.realpath(on_path) not in {os.path.realpath(p) for p in paths}:
         paths.append(on_path)

@@ -35,6 +35,7 @@ attributes:
       writes nothing.
   diff_mode:
     support: none
+    description: Nothing to compare; the result says what was written or would be.
 options:
   backup_dir:
     description:

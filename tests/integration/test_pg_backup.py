@@ -232,7 +232,7 @@ def test_check_mode_writes_nothing_and_predicts_the_run(seeded, tmp_path):
     assert not (tmp_path / "not").exists()
 
     backup_dir = tmp_path / "b"
-    taken = [backup(seeded, backup_dir)["path"] for _ in range(3)]
+    taken = [backup(seeded, backup_dir)["path"] for attempt in range(3)]
     before = entries(backup_dir)
     preview = backup(seeded, backup_dir, check_mode=True, keep_last=2)
     assert entries(backup_dir) == before
@@ -462,9 +462,11 @@ def test_password_is_in_no_process_list_while_pg_dump_runs(seeded, tmp_path):
     worker = threading.Thread(target=lambda: outcome.update(backup(seeded, backup_dir)))
     worker.start()
     try:
-        waiting = lambda: bool(seeded.execute(  # noqa: E731
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = "
-            "'prisma_ops.migrate/pg_backup' AND wait_event_type = 'Lock'", superuser=True))
+        def waiting() -> bool:
+            return bool(seeded.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = "
+                "'prisma_ops.migrate/pg_backup' AND wait_event_type = 'Lock'", superuser=True))
+
         wait_for(lambda: waiting() or not worker.is_alive(), timeout=30)
         assert waiting(), "pg_dump never reached the lock: %s" % outcome.get("msg")
         cmdlines = _proc_files("cmdline")
