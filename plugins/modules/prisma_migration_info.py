@@ -34,7 +34,27 @@ options:
         example C(/opt/app/repo/Backend/prisma/migrations).
       - Without it, only the database side is reported; RV(pending), RV(modified) and RV(missing_locally) are then
         empty because they need the folder.
+      - Required when O(evidence=true).
     type: path
+  evidence:
+    description:
+      - For each failed migration, decide from the live schema whether its C(migration.sql) was applied, not applied,
+        partially applied, or cannot be told, and recommend an action (RV(evidence)).
+      - Each statement is parsed with PostgreSQL's own parser (pglast) and its effect checked in the catalogs, judged
+        against the state the whole migration would leave. Needs the C(pglast) Python package on the managed host.
+      - When a scratch database is reachable (O(shadow_url), or a user with CREATEDB who may create and drop a
+        temporary database), migrations 1..N-1 and 1..N are also replayed there and the live schema compared with both.
+        If the two methods disagree, the verdict is C(unknown).
+      - Nothing is written to the inspected database; the replay writes only in the temporary database it creates and
+        always drops, or in the O(shadow_url) database.
+    type: bool
+    default: false
+  shadow_url:
+    description:
+      - A PostgreSQL URL of an empty scratch database for the shadow replay of O(evidence). It must not be the
+        inspected database. The replay creates objects in it and drops exactly those afterwards.
+      - Without it, the replay uses a temporary database when the user has CREATEDB, and is skipped otherwise.
+    type: str
 seealso:
   - name: Prisma Migrate in production
     description: How Prisma records and resolves failed migrations.
@@ -62,6 +82,13 @@ EXAMPLES = r"""
     login_db: app
     schema: public
   register: db_side
+
+- name: Decide from the live schema what each failed migration really did
+  prisma_ops.migrate.prisma_migration_info:
+    env_file: /opt/schooliat/repo/Backend/.env
+    migrations_dir: /opt/schooliat/repo/Backend/src/prisma/db/migrations
+    evidence: true
+  register: evidence_run
 """
 
 RETURN = r"""
@@ -238,6 +265,79 @@ lock_waiters:
   returned: success
   type: list
   elements: dict
+evidence:
+  description:
+    - Only with O(evidence=true). For each failed migration (by name), what its script did to the live schema.
+    - Empty when no migration is failed.
+  returned: when evidence is true
+  type: dict
+  sample:
+    20250102000000_add_posts:
+      verdict: partial
+      recommended_action: stop
+      reason: "statements 1 present, 2-3 absent"
+      statements:
+        - index: 1
+          kind: create_table
+          object: Post
+          excerpt: CREATE TABLE "Post" ("id" SERIAL NOT NULL, ...)
+          present: true
+          checked: ["table public.Post present"]
+  contains:
+    verdict:
+      description:
+        - C(applied) (every checkable effect present), C(not_applied) (none present), C(partial) (some present, some
+          absent) or C(unknown) (what cannot be checked decides it, or the two methods disagree).
+      type: str
+    recommended_action:
+      description:
+        - C(resolve_applied) for applied, C(resolve_rolled_back) for not_applied, C(stop) for partial and unknown
+          (an operator must name the action for this migration).
+      type: str
+    reason:
+      description: One line that says why.
+      type: str
+    probe_verdict:
+      description: The verdict of the statement probes alone.
+      type: str
+    statements:
+      description: Every statement of C(migration.sql), in order.
+      type: list
+      elements: dict
+      contains:
+        index:
+          description: 1-based position in the file.
+          type: int
+        kind:
+          description: What the statement does (create_table, add_column, create_index, add_enum_value, update...).
+          type: str
+        object:
+          description: The object it touches.
+          type: str
+        excerpt:
+          description: The start of the statement, on one line.
+          type: str
+        present:
+          description:
+            - true when its effect is in the live schema, false when it is not, null when that cannot be told
+              (data changes, DO blocks, IF NOT EXISTS on an object that may have existed, a value equal before and after).
+          type: bool
+        checked:
+          description: What was looked at in the catalogs, and what was found.
+          type: list
+          elements: str
+    shadow:
+      description:
+        - The shadow replay, or null when it did not run. C(status) is C(matches_after), C(matches_before),
+          C(differs), C(no_schema_change), C(unavailable) or C(error); C(message) says why; the differences lists
+          compare the live schema with the replayed states (first 25).
+      type: dict
+    transaction_control:
+      description: The script has its own BEGIN / COMMIT / ROLLBACK.
+      type: bool
+    concurrently:
+      description: The script has CREATE or DROP INDEX CONCURRENTLY, which cannot run in a transaction block.
+      type: bool
 server:
   description: The database, user, server version and address the module connected to.
   returned: success
@@ -256,6 +356,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     server_info,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_evidence
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 
@@ -277,11 +378,14 @@ def run(module: AnsibleModule) -> dict:
         history = read_history(conn, spec.schema)
         holder, waiters = lock_status(conn)
         server = server_info(conn)
+        result = build_report(history, local)
+        if module.params["evidence"]:
+            # Only the failed migrations, and only reads here: the replay writes in its own scratch database.
+            result["evidence"] = collect_evidence(conn, spec, local, result, shadow_url=module.params["shadow_url"])
     finally:
         conn.close()
     if not history["schema_exists"]:
         module.warn("schema %r does not exist in database %s" % (spec.schema, server["database"]))
-    result = build_report(history, local)
     result.update({
         "changed": False,
         "lock": holder,
@@ -298,13 +402,18 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     argument_spec = dict(COMMON_ARGUMENT_SPEC)
-    argument_spec.update(migrations_dir=dict(type="path"))
+    argument_spec.update(migrations_dir=dict(type="path"), evidence=dict(type="bool", default=False),
+                         shadow_url=dict(type="str", no_log=True))
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
         required_one_of=COMMON_REQUIRED_ONE_OF,
+        # Evidence compares each failed migration's script with the database: it needs the folder.
+        required_if=[("evidence", True, ("migrations_dir",))],
         supports_check_mode=True,
     )
+    if module.params["shadow_url"] and not module.params["evidence"]:
+        module.warn("shadow_url is only used with evidence: true; it was ignored")
     try:
         result = run(module)
     except PrismaOpsError as exc:

@@ -17,7 +17,8 @@ from tests.harness.prisma import cli_env
 INIT = 'CREATE TABLE "User" ("id" SERIAL PRIMARY KEY);\n'
 BROKEN_POSTS = 'CREATE TABLE "Post" ("id" SERIAL PRIMARY KEY);\nSELECT 1/0;\n'
 MODULES = {
-    "prisma_migration_info": ("migrations_dir", "database_url", "env_file", "deploy_blocked", "failed_migrations"),
+    "prisma_migration_info": ("migrations_dir", "database_url", "env_file", "deploy_blocked", "failed_migrations", "evidence",
+                              "shadow_url", "recommended_action"),
     "prisma_migrate_resolve": ("state", "method", "lock_timeout", "resolved", "prisma_command"),
     "pg_backup": ("backup_dir", "reuse_within", "keep_last", "restore_command", "pg_dump_path"),
 }

@@ -1,0 +1,8 @@
+-- AlterEnum
+ALTER TYPE "AttendanceStatus" ADD VALUE 'EXCUSED' AFTER 'ABSENT';
+
+-- AlterEnum
+ALTER TYPE "Role" RENAME VALUE 'TEACHER' TO 'STAFF';
+
+-- AlterTable
+ALTER TABLE "User" ALTER COLUMN "role" SET DEFAULT 'STAFF';
