@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Builds one lab host's failure scenario, inside its container (scripts/lab.sh runs it through
 # `docker exec`). The schema state is made deliberately with psql; the history rows are written by
 # the real Prisma CLI (`npx prisma migrate deploy` as the app user) wherever it can make them.

@@ -73,7 +73,7 @@ build_base() {
   if docker image inspect "$base_image" >/dev/null 2>&1; then return 0; fi
   local tarball=$cache/base-bookworm-minbase.tar rootfs=$cache/rootfs.tmp mnt
   if [ ! -s "$tarball" ]; then
-    say "debootstrap bookworm minbase (about a minute; log: $cache/logs/debootstrap.log)"
+    say "debootstrap bookworm minbase (a few minutes; log: $cache/logs/debootstrap.log)"
     # A killed earlier run can leave proc/sys mounted inside the tree: unmount before removing.
     while read -r mnt; do umount -l "$mnt" || true; done < <(findmnt -rn -o TARGET | grep -F "$rootfs/" | sort -r)
     rm -rf --one-file-system "$rootfs"

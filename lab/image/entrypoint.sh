@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # PID 1 of a lab container (all run with --network host, so everything binds to 127.0.0.1 on the
 # ports given): LAB_PG_PORT starts this container's PostgreSQL 15, LAB_SSH_PORT runs sshd in the
 # foreground. A container with neither (the containerised host's app container) just stays up.
