@@ -15,7 +15,7 @@ PYTEST_ARGS    ?=
 SANITY_ARGS    ?=
 DIST_DIR       := .build/dist
 
-.PHONY: help setup lint ansible-lint sanity changelog-lint test pytest demo build clean lab lab-down
+.PHONY: help setup lint ansible-lint sanity changelog-lint test pytest demo lab lab-down test-lab build clean
 
 help:
 	@echo "make setup         Debian packages, .venv, Prisma CLI oracle, .collections link (idempotent)"
@@ -27,6 +27,7 @@ help:
 	@echo "make demo          end-to-end recovery demo"
 	@echo "make lab           start the lab: SSH test hosts in containers, lab/inventory.yml (docs/lab.md)"
 	@echo "make lab-down      remove the lab containers (keeps the cached images)"
+	@echo "make test-lab      start the lab and run its tests (pytest -m lab)"
 	@echo "make clean         remove .build, tests/output and caches (keeps .venv)"
 
 setup:
@@ -65,6 +66,11 @@ lab: setup
 
 lab-down:
 	@scripts/lab.sh down
+
+# The lab's own tests (real SSH hosts); not part of `make test` until the recover role uses the lab.
+test-lab: lab
+	@echo "== pytest -m lab"
+	pytest -m lab $(PYTEST_ARGS)
 
 build: setup
 	@mkdir -p $(DIST_DIR)

@@ -1,6 +1,6 @@
 """The lab (docs/lab.md): real SSH hosts in containers, one Prisma failure scenario each.
 
-Run with `pytest -m lab` (or LAB_TESTS=1): the first test brings the lab up with scripts/lab.sh
+Run with `make test-lab` (or `pytest -m lab`; `make test` deselects them): the first test brings the lab up with scripts/lab.sh
 (a cold build takes minutes, see docs/lab.md); the containers are left running afterwards.
 Everything goes over real SSH to 127.0.0.1 with the lab's key and the generated inventory.
 """
@@ -30,10 +30,8 @@ def run(argv: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def lab(request):
+def lab():
     """Bring the lab up once for this module; return the inventory's hosts with their variables."""
-    if "lab" not in (request.config.getoption("markexpr") or "") and not os.environ.get("LAB_TESTS"):
-        pytest.skip("the lab tests start Docker containers: run them with `pytest -m lab` (docs/lab.md)")
     started = time.monotonic()
     proc = run([str(LAB_SH), "up"], timeout=1800)
     assert proc.returncode == 0, "scripts/lab.sh up failed:\n" + proc.stdout + proc.stderr
