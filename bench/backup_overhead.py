@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / ".collections")]
 
 from tests.harness.modules import run_module  # noqa: E402
 from tests.harness.pgcluster import running_cluster  # noqa: E402
+from tests.harness.timing import timed  # noqa: E402
 
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
 ROW_BYTES = 470  # about what one row below takes on disk
@@ -48,11 +48,6 @@ def build(db, size_mb: int) -> int:
     db.execute("VACUUM ANALYZE wide")
     return db.execute("SELECT pg_database_size(current_database())")[0][0]
 
-
-def timed(fn) -> tuple:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main() -> int:

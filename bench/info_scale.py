@@ -14,7 +14,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ sys.path[:0] = [str(REPO), str(REPO / ".collections")]
 
 from tests.harness.modules import run_module  # noqa: E402
 from tests.harness.pgcluster import running_cluster  # noqa: E402
+from tests.harness.timing import timed  # noqa: E402
 from tests.harness.prisma import PrismaProject  # noqa: E402
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import script_checksum  # noqa: E402
 
@@ -44,11 +44,6 @@ def build(project: PrismaProject, db, count: int) -> None:
                         "applied_steps_count) VALUES (%s, %s, %s, clock_timestamp(), clock_timestamp(), 1)", rows)
     conn.close()
 
-
-def timed(fn) -> tuple:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main() -> int:
