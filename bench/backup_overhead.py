@@ -49,7 +49,6 @@ def build(db, size_mb: int) -> int:
     return db.execute("SELECT pg_database_size(current_database())")[0][0]
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=500)

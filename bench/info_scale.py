@@ -45,7 +45,6 @@ def build(project: PrismaProject, db, count: int) -> None:
     conn.close()
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=5000)
