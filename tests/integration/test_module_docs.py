@@ -21,6 +21,7 @@ MODULES = {
                               "shadow_url", "recommended_action"),
     "prisma_migrate_resolve": ("state", "method", "lock_timeout", "resolved", "prisma_command"),
     "pg_backup": ("backup_dir", "reuse_within", "keep_last", "restore_command", "pg_dump_path"),
+    "prisma_migrate_deploy": ("project_dir", "command", "environment", "applied", "env_file"),
 }
 
 

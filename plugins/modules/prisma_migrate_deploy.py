@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) prisma_ops.migrate contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: prisma_migrate_deploy
+short_description: Run the project's own prisma migrate deploy with the database URL in its environment only
+version_added: 1.0.0
+description:
+  - Runs the app's deploy command (by default C(project_dir/node_modules/.bin/prisma migrate deploy)) in
+    I(project_dir), with the database URL in its environment, never on its command line and never in the result.
+  - Parses the outcome, the migrations the CLI applied and, on failure, the Prisma error code (for example P3009 or
+    P3018) and message.
+  - Refuses commands that contain C(migrate dev), C(db push) or C(reset), which can drop data.
+author:
+  - prisma_ops.migrate maintainers (@prisma-ops)
+extends_documentation_fragment:
+  - prisma_ops.migrate.connection
+attributes:
+  check_mode:
+    support: partial
+    description: Runs in check mode without running the deploy command.
+    details: In check mode the command is not run (it cannot preview itself); the result says what would run, with
+      C(changed=false) and an empty C(applied).
+  diff_mode:
+    support: none
+    description: No diff.
+options:
+  project_dir:
+    description:
+      - The app folder the command runs in (holding C(node_modules), C(package.json), the schema or
+        C(prisma.config.ts)).
+    type: path
+    required: true
+  command:
+    description:
+      - The deploy command as an argument list, for example C([npx, prisma, migrate, deploy, --schema,
+        prisma/schema.prisma]) or C([npm, run, prisma:migrate:deploy]).
+      - Defaults to C(project_dir/node_modules/.bin/prisma migrate deploy).
+    type: list
+    elements: str
+  environment:
+    description:
+      - Extra environment variables for the command. C(DATABASE_URL) (and I(env_var)) are refused here; the module
+        sets them from the connection options. Values of variables whose name contains PASSW, SECRET, TOKEN, KEY,
+        URL, CREDENTIAL or AUTH are masked in the result.
+    type: dict
+"""
+
+EXAMPLES = r"""
+- name: Deploy pending migrations with the URL from the app's .env, read on the host
+  prisma_ops.migrate.prisma_migrate_deploy:
+    env_file: /opt/schooliat/repo/Backend/.env
+    project_dir: /opt/schooliat/repo/Backend
+    command: [npx, prisma, migrate, deploy, --schema, src/prisma/db/schema.prisma]
+  register: deploy
+"""
+
+RETURN = r"""
+applied:
+  description: Names of the migrations the command applied, from its output.
+  returned: always
+  type: list
+  elements: str
+code:
+  description: The Prisma error code on failure (for example C(P3009)), or null.
+  returned: failure
+  type: str
+argv:
+  description: The command that ran (no secret).
+  returned: always
+  type: list
+  elements: str
+rc:
+  description: Exit code of the command (null in check mode).
+  returned: always
+  type: int
+stdout:
+  description: The end of the command's output, with secrets removed.
+  returned: always
+  type: str
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, DEFAULT_SCHEMA, read_env_file,
+    resolve_connection, scrub,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import parse_cli_error
+
+OUTPUT_LIMIT = 4000
+SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# `└─ 20240115000000_guardians/` in the list printed after "have been applied".
+_APPLIED = re.compile(r"^\s*[└├]─\s*([^/\s]+)/\s*$", re.M)
+FORBIDDEN = (("migrate", "dev"), ("db", "push"), ("migrate", "reset"), ("db", "reset"))
+
+
+def _url_schema(url: str) -> str:
+    from urllib.parse import parse_qsl, urlsplit
+    try:
+        return dict(parse_qsl(urlsplit(url).query)).get("schema") or DEFAULT_SCHEMA
+    except ValueError:
+        return DEFAULT_SCHEMA
+
+
+def tools_url(params: dict, spec) -> str:
+    """The app's own URL as given (Prisma-only parameters intact) when possible."""
+    original = None
+    if params["database_url"]:
+        original = params["database_url"].strip()
+    elif params["env_file"]:
+        original = read_env_file(params["env_file"], params["env_var"] or "DATABASE_URL").strip()
+    if original and (not params["schema"] or params["schema"] == _url_schema(original)):
+        return original
+    return spec.url_for_tools()
+
+
+def check_command(argv: list) -> None:
+    words = [str(a).lower() for a in argv]
+    for first, second in FORBIDDEN:
+        for i in range(len(words) - 1):
+            if words[i] == first and words[i + 1] == second:
+                raise PrismaOpsError("refusing to run `%s %s`: it can drop data; only `migrate deploy` is run" % (first, second))
+    if "reset" in words or "--force-reset" in words or "--accept-data-loss" in words:
+        raise PrismaOpsError("refusing a command with reset / --force-reset / --accept-data-loss")
+
+
+def parse_applied(output: str) -> list:
+    text = _ANSI.sub("", output or "")
+    if "have been applied" not in text:
+        return []
+    return _APPLIED.findall(text.split("have been applied", 1)[1])
+
+
+def run(module: AnsibleModule) -> dict:
+    params = module.params
+    for key, value in (params["environment"] or {}).items():
+        if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key)):
+            module.no_log_values.add(str(value))
+    project_dir = params["project_dir"]
+    argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate", "deploy"])
+    if not argv or not argv[0]:
+        raise PrismaOpsError("command is empty")
+    check_command(argv)
+    if not os.path.isdir(project_dir):
+        raise PrismaOpsError("project_dir %s is not a directory on this host" % project_dir)
+    spec = resolve_connection(params)
+    module.no_log_values.update(spec.secrets)
+    url = tools_url(params, spec)
+    module.no_log_values.add(url)
+    secrets = list(spec.secrets) + [url]
+    names = {"DATABASE_URL", params["env_var"] or "DATABASE_URL"}
+    env = {"CHECKPOINT_DISABLE": "1", "PRISMA_HIDE_UPDATE_MESSAGE": "1", "NO_COLOR": "1"}
+    for key, value in (params["environment"] or {}).items():
+        if key in names:
+            raise PrismaOpsError("environment must not set %s: the module sets it from the connection options" % key)
+        env[str(key)] = str(value)
+    for key in names:
+        env[key] = url
+    if module.check_mode:
+        return {"changed": False, "applied": [], "argv": argv, "rc": None, "stdout": "",
+                "msg": "check mode: would run %s in %s" % (" ".join(argv), project_dir)}
+    rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
+    output = scrub((out or "") + ("\n" + err if err else ""), secrets)
+    applied = parse_applied(output)
+    result = {"changed": bool(applied), "applied": applied, "argv": argv, "rc": rc, "stdout": output[-OUTPUT_LIMIT:]}
+    if rc != 0:
+        parsed = parse_cli_error(output)
+        code = " with %s" % parsed["code"] if parsed["code"] else ""
+        raise PrismaOpsError("%s failed (exit %s)%s: %s" % (" ".join(argv), rc, code, parsed["message"]),
+                             code=parsed["code"], **result)
+    result["msg"] = ("applied %s" % ", ".join(applied)) if applied else "no pending migrations"
+    return result
+
+
+def main() -> None:
+    argument_spec = dict(COMMON_ARGUMENT_SPEC)
+    argument_spec.update(
+        project_dir=dict(type="path", required=True),
+        command=dict(type="list", elements="str"),
+        environment=dict(type="dict"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
+                           required_one_of=COMMON_REQUIRED_ONE_OF, supports_check_mode=True)
+    try:
+        result = run(module)
+    except PrismaOpsError as exc:
+        details = dict(exc.details)
+        details.setdefault("changed", False)
+        details.setdefault("applied", [])
+        module.fail_json(msg=exc.msg, **details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

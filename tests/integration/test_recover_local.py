@@ -1,0 +1,131 @@
+"""playbooks/recover.yml end to end on one local host (ansible_connection=local), real PostgreSQL, real Prisma CLI.
+
+Each test makes a real P3009 with the real CLI (tests/harness/scenario.py), then runs the playbook as an
+operator would. What the database holds afterwards is read with psycopg2, never with our own module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness.scenario import GUARDIANS, INIT, local_inventory, make_p3009, write_env_file
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "local-host"
+
+
+def rows(db) -> list:
+    return db.execute("SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at, logs, "
+                      "applied_steps_count FROM _prisma_migrations ORDER BY started_at, id")
+
+
+def in_sync(db, names) -> bool:
+    """Every local migration has a finished, not rolled-back row, and no row is failed."""
+    failed = db.execute("SELECT 1 FROM _prisma_migrations WHERE finished_at IS NULL AND rolled_back_at IS NULL")
+    applied = {r[0] for r in db.execute("SELECT migration_name FROM _prisma_migrations "
+                                        "WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL")}
+    return not failed and set(names) <= applied
+
+
+def playbook(inventory: Path, *args: str) -> subprocess.CompletedProcess:
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "playbooks/recover.yml", *args]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+                          env={**__import__("os").environ, "ANSIBLE_NOCOLOR": "1"})
+
+
+def recap(proc) -> dict:
+    match = re.search(r"^%s\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)" % re.escape(HOST),
+                      proc.stdout, re.M)
+    assert match, proc.stdout + proc.stderr
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
+
+
+def files(path: Path) -> list:
+    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+
+@pytest.fixture
+def host(project, db, tmp_path):
+    write_env_file(project)
+
+    def _inventory(**overrides) -> Path:
+        return local_inventory(tmp_path, project, db.name, sys.executable, host=HOST, **overrides)
+    return _inventory
+
+
+def test_check_mode_then_recovery_then_a_second_run_changes_nothing(project, db, host, tmp_path):
+    make_p3009(project, db, "not_applied")
+    inventory = host()
+    before = rows(db)
+
+    checked = playbook(inventory, "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert rows(db) == before
+    assert "PLAN for %s" % HOST in checked.stdout
+    assert "%s: resolve --rolled-back, then deploy re-runs it" % GUARDIANS in checked.stdout
+    assert files(tmp_path / "backups") == []
+    assert db.execute("SELECT to_regclass('public.\"Guardian\"')") == [(None,)]
+
+    first = playbook(inventory)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert in_sync(db, [INIT, GUARDIANS])
+    backups = [n for n in files(tmp_path / "backups") if n.endswith(".dump")]
+    assert len(backups) == 1
+    report_path = tmp_path / "reports" / ("%s.json" % HOST)
+    assert stat.S_IMODE(report_path.stat().st_mode) == 0o600
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "recovered"
+    assert report["plan"] == [{"name": GUARDIANS, "verdict": "not_applied", "action": "rolled_back", "source": "evidence",
+                               "reason": report["plan"][0]["reason"]}]
+    assert [a["action"] for a in report["actions"]] == ["backup", "resolve_rolled_back", "deploy"]
+    assert report["actions"][2]["applied"] == [GUARDIANS]
+    assert report["backup_path"].endswith(backups[0])
+    assert report["before"]["deploy_blocked"] is True and report["after"]["in_sync"] is True
+    assert db.url() not in first.stdout + report_path.read_text()
+    assert db.owner.password not in first.stdout + first.stderr + report_path.read_text()
+    assert "recovered" in first.stdout.split("PLAY [Fleet summary]")[1]
+
+    after_first = rows(db)
+    second = playbook(inventory)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap(second)["changed"] == 0
+    assert rows(db) == after_first
+    assert [n for n in files(tmp_path / "backups") if n.endswith(".dump")] == backups
+    assert json.loads(report_path.read_text())["status"] == "in_sync_already"
+
+
+def test_partial_stops_before_any_change(project, db, host, tmp_path):
+    make_p3009(project, db, "partial")
+    before = rows(db)
+
+    proc = playbook(host())
+
+    assert proc.returncode != 0
+    assert recap(proc)["failed"] == 1
+    assert "stopped before any change: %s cannot be decided from the evidence (partial" % GUARDIANS in proc.stdout
+    assert "recover_overrides" in proc.stdout
+    assert rows(db) == before
+    assert files(tmp_path / "backups") == []
+    report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+    assert report["status"] == "stopped" and report["actions"] == []
+
+
+def test_expected_database_guard_stops_a_wrong_target(project, db, host, tmp_path):
+    make_p3009(project, db, "not_applied")
+    before = rows(db)
+
+    proc = playbook(host(recover_expected_database="production"))
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1
+    assert "points at database %s" % db.name in proc.stdout and "not at production" in proc.stdout
+    assert rows(db) == before
+    assert files(tmp_path / "backups") == []

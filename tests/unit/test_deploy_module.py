@@ -1,0 +1,50 @@
+"""prisma_migrate_deploy: what it refuses to run, and how it reads the CLI's output."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.modules.prisma_migrate_deploy import check_command, parse_applied
+
+pytestmark = pytest.mark.unit
+
+APPLIED = """2 migrations found in prisma/migrations
+
+Applying migration `20240115000000_guardians`
+
+The following migration(s) have been applied:
+
+migrations/
+  \u2514\u2500 20240115000000_guardians/
+    \u2514\u2500 migration.sql
+  \u2514\u2500 20240201000000_rename_notice/
+    \u2514\u2500 migration.sql
+
+All migrations have been successfully applied.
+"""
+
+
+def test_applied_names_come_from_the_list_after_have_been_applied():
+    assert parse_applied(APPLIED) == ["20240115000000_guardians", "20240201000000_rename_notice"]
+
+
+def test_no_pending_migrations_means_nothing_applied():
+    assert parse_applied("2 migrations found in prisma/migrations\n\nNo pending migrations to apply.\n") == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["npx", "prisma", "migrate", "dev"],
+    ["npx", "prisma", "db", "push"],
+    ["npx", "prisma", "migrate", "reset", "--force"],
+    ["npx", "prisma", "db", "push", "--accept-data-loss"],
+    ["npx", "prisma", "migrate", "deploy", "--force-reset"],
+])
+def test_commands_that_can_drop_data_are_refused(argv):
+    with pytest.raises(PrismaOpsError):
+        check_command(argv)
+
+
+def test_deploy_and_project_scripts_are_allowed():
+    check_command(["npx", "prisma", "migrate", "deploy", "--schema", "src/prisma/db/schema.prisma"])
+    check_command(["npm", "run", "prisma:migrate:deploy"])
