@@ -355,3 +355,36 @@ def server_info(conn) -> dict:
         dbname, user, version, version_num, addr, port = cur.fetchone()
     return {"database": dbname, "user": user, "server_version": version, "server_version_num": version_num,
             "server_address": addr, "server_port": port}
+
+
+def _url_schema(url: str) -> str:
+    try:
+        return dict(parse_qsl(urlsplit(url).query)).get("schema") or DEFAULT_SCHEMA
+    except ValueError:
+        return DEFAULT_SCHEMA
+
+
+def tools_url(params: dict, spec: ConnectionSpec) -> str:
+    """DATABASE_URL for the app's own tools (the Prisma CLI): the URL as the app has it when possible.
+
+    Prisma-only parameters (connection_limit, pgbouncer, Prisma's meaning of sslcert...) survive that
+    way; a URL rebuilt from the spec is used only when there is none, or the schema option overrides it.
+    """
+    original = None
+    if params.get("database_url"):
+        original = params["database_url"].strip()
+    elif params.get("env_file"):
+        original = read_env_file(params["env_file"], params.get("env_var") or "DATABASE_URL").strip()
+    if original and (not params.get("schema") or params["schema"] == _url_schema(original)):
+        return original
+    return spec.url_for_tools()
+
+
+# Names of environment variables whose values are treated as secrets (masked in every result).
+SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
+
+
+def secret_environment_values(environment: dict | None) -> list:
+    """Values of secret-looking variables of an `environment` option, for module.no_log_values."""
+    return [str(value) for key, value in (environment or {}).items()
+            if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key))]

@@ -452,12 +452,12 @@ def execute_native(conn, schema: str, names: list, state: str, local: Migrations
 # The cli method
 
 _PCODE = re.compile(r"^Error:\s*(P\d{4})\s*$", re.M)
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def parse_cli_error(output: str) -> dict:
     """{code, message} from the Prisma CLI's output: `Error: P3011\\n\\n<message>` or `Error: <text>`."""
-    text = _ANSI.sub("", output or "")
+    text = ANSI_ESCAPE.sub("", output or "")
     match = _PCODE.search(text)
     if match:
         rest = text[match.end():].strip()

@@ -90,38 +90,16 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
-    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, DEFAULT_SCHEMA, read_env_file,
-    resolve_connection, scrub,
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, scrub,
+    secret_environment_values, tools_url,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import parse_cli_error
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import ANSI_ESCAPE, parse_cli_error
 
 OUTPUT_LIMIT = 4000
-SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # `└─ 20240115000000_guardians/` in the list printed after "have been applied".
 _APPLIED = re.compile(r"^\s*[└├]─\s*([^/\s]+)/\s*$", re.M)
 FORBIDDEN = (("migrate", "dev"), ("db", "push"), ("migrate", "reset"), ("db", "reset"))
-
-
-def _url_schema(url: str) -> str:
-    from urllib.parse import parse_qsl, urlsplit
-    try:
-        return dict(parse_qsl(urlsplit(url).query)).get("schema") or DEFAULT_SCHEMA
-    except ValueError:
-        return DEFAULT_SCHEMA
-
-
-def tools_url(params: dict, spec) -> str:
-    """The app's own URL as given (Prisma-only parameters intact) when possible."""
-    original = None
-    if params["database_url"]:
-        original = params["database_url"].strip()
-    elif params["env_file"]:
-        original = read_env_file(params["env_file"], params["env_var"] or "DATABASE_URL").strip()
-    if original and (not params["schema"] or params["schema"] == _url_schema(original)):
-        return original
-    return spec.url_for_tools()
 
 
 def check_command(argv: list) -> None:
@@ -135,7 +113,7 @@ def check_command(argv: list) -> None:
 
 
 def parse_applied(output: str) -> list:
-    text = _ANSI.sub("", output or "")
+    text = ANSI_ESCAPE.sub("", output or "")
     if "have been applied" not in text:
         return []
     return _APPLIED.findall(text.split("have been applied", 1)[1])
@@ -143,9 +121,7 @@ def parse_applied(output: str) -> list:
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    for key, value in (params["environment"] or {}).items():
-        if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key)):
-            module.no_log_values.add(str(value))
+    module.no_log_values.update(secret_environment_values(params["environment"]))
     project_dir = params["project_dir"]
     argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate", "deploy"])
     if not argv or not argv[0]:

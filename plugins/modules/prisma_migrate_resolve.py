@@ -249,14 +249,13 @@ diff:
 """
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import lock_status
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
-    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, DEFAULT_SCHEMA, connect,
-    read_env_file, resolve_connection, scrub,
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
+    secret_environment_values, tools_url,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import read_history
@@ -268,7 +267,6 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import 
 
 APPLICATION_NAME = "prisma_ops.migrate/prisma_migrate_resolve"
 OUTPUT_LIMIT = 4000
-SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
 
 
 def choose_method(params: dict) -> tuple:
@@ -303,26 +301,6 @@ def choose_method(params: dict) -> tuple:
     return "cli", reason, list(base)
 
 
-def tools_url(params: dict, spec) -> str:
-    """DATABASE_URL for the CLI: the app's own URL as given (Prisma-only parameters intact) when possible."""
-    original = None
-    if params["database_url"]:
-        original = params["database_url"].strip()
-    elif params["env_file"]:
-        original = read_env_file(params["env_file"], params["env_var"] or "DATABASE_URL").strip()
-    if original and (not params["schema"] or params["schema"] == _url_schema(original)):
-        return original
-    return spec.url_for_tools()
-
-
-def _url_schema(url: str) -> str:
-    from urllib.parse import parse_qsl, urlsplit
-    try:
-        return dict(parse_qsl(urlsplit(url).query)).get("schema") or DEFAULT_SCHEMA
-    except ValueError:
-        return DEFAULT_SCHEMA
-
-
 def cli_environment(params: dict, url: str) -> dict:
     extra = dict(params["environment"] or {})
     names = {"DATABASE_URL", params["env_var"] or "DATABASE_URL"}
@@ -337,16 +315,10 @@ def cli_environment(params: dict, url: str) -> dict:
     return env
 
 
-def mask_environment(module: AnsibleModule) -> None:
-    """Values of secret-looking variables in environment never reach the result (invocation included)."""
-    for key, value in (module.params["environment"] or {}).items():
-        if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key)):
-            module.no_log_values.add(str(value))
-
-
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    mask_environment(module)
+    # Values of secret-looking variables in environment never reach the result (invocation included).
+    module.no_log_values.update(secret_environment_values(params["environment"]))
     names = normalize_names(params["name"])  # before connecting: bad names never reach the database or argv
     state = params["state"]
     spec = resolve_connection(params)

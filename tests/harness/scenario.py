@@ -33,18 +33,20 @@ CREATE EVENT TRIGGER test_block_ddl ON ddl_command_start EXECUTE FUNCTION public
 UNBLOCK = "DROP EVENT TRIGGER test_block_ddl; DROP FUNCTION public.test_block_ddl();"
 
 
-def _add(project: PrismaProject, name: str) -> None:
-    shutil.copytree(CORPUS / name, project.migrations_dir / name)
+def add(project: PrismaProject, *names: str) -> None:
+    """Copy migrations of the evidence corpus into the project's migrations folder."""
+    for name in names:
+        shutil.copytree(CORPUS / name, project.migrations_dir / name)
 
 
 def make_p3009(project: PrismaProject, db, shape: str = "not_applied") -> dict:
     """Deploy init, fail the guardians deploy for real, shape what it left; returns the CLI outputs."""
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import parse_script
-    _add(project, INIT)
+    add(project, INIT)
     first = project.deploy()
     if first.returncode != 0:
         raise RuntimeError("deploy of the init failed: %s" % first.output)
-    _add(project, GUARDIANS)
+    add(project, GUARDIANS)
     db.execute(BLOCKER, superuser=True)
     try:
         failed = project.deploy()

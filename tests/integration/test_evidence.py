@@ -10,39 +10,18 @@ reproduce the native engine's one implicit transaction.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import psycopg2
 import pytest
 
-CORPUS = Path(__file__).resolve().parents[1] / "evidence_corpus"
-INIT = "20240101000000_init"
-GUARDIANS = "20240115000000_guardians"
+from tests.harness.scenario import BLOCKER, CORPUS, GUARDIANS, INIT, UNBLOCK, add
+
 EXPLICIT_COMMIT = "20240415000000_explicit_commit"
 DATA_ONLY = "20240501000000_data_only"
-
-# Makes the next deploy fail on its first DDL statement, and only there: Prisma's own bookkeeping
-# on _prisma_migrations goes through. Created and dropped by the superuser around one deploy.
-BLOCKER = """
-CREATE FUNCTION public.test_block_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_query() NOT ILIKE '%_prisma_migrations%' THEN
-        RAISE EXCEPTION 'blocked by the test harness';
-    END IF;
-END $$;
-CREATE EVENT TRIGGER test_block_ddl ON ddl_command_start EXECUTE FUNCTION public.test_block_ddl();
-"""
-UNBLOCK = "DROP EVENT TRIGGER test_block_ddl; DROP FUNCTION public.test_block_ddl();"
 
 
 def script(name: str) -> str:
     return (CORPUS / name / "migration.sql").read_text()
-
-
-def add(project, *names: str) -> None:
-    for name in names:
-        shutil.copytree(CORPUS / name, project.migrations_dir / name)
 
 
 def grant_createdb(db, allowed: bool = True) -> None:
