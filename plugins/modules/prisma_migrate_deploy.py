@@ -57,6 +57,17 @@ EXAMPLES = r"""
     project_dir: /opt/schooliat/repo/Backend
     command: [npx, prisma, migrate, deploy, --schema, src/prisma/db/schema.prisma]
   register: deploy
+
+- name: Or run the app's own npm script, with the URL from the vault
+  prisma_ops.migrate.prisma_migrate_deploy:
+    database_url: "{{ vault_database_url }}"
+    project_dir: /opt/schooliat/repo/Backend
+    command: [npm, run, --silent, "prisma:migrate:deploy"]
+  register: deploy_again
+
+- name: Say what each run applied
+  ansible.builtin.debug:
+    msg: "first: {{ deploy.applied }}; second: {{ deploy_again.applied }}"
 """
 
 RETURN = r"""

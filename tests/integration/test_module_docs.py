@@ -56,8 +56,9 @@ def example_tasks(module: str, substitutions: dict, extra: dict | None = None) -
             for key, value in substitutions.items():
                 if key in args:
                     args[key] = value
+            runs_prisma_cli = args.get("method") == "cli" or module == "prisma_migrate_deploy"
             for key, value in (extra or {}).items():
-                if args.get("method") == "cli" or key != "environment":
+                if runs_prisma_cli or key != "environment":
                     args.setdefault(key, value)
     return tasks
 
@@ -109,6 +110,30 @@ def test_resolve_examples_run_against_a_real_database(project, db, tmp_path):
                       "FROM _prisma_migrations ORDER BY started_at, id")
     assert rows == [("20250101000000_init", True, False), ("20250102000000_add_posts", False, True),
                     ("20250102000000_add_posts", True, False)]
+
+
+def test_deploy_examples_run_against_a_real_database(project, db, tmp_path):
+    project.add_migration("20250101000000_init", INIT)
+    project.add_migration("20250102000000_posts", 'CREATE TABLE "Post" ("id" SERIAL PRIMARY KEY);\n')
+    (project.root / "package.json").write_text(
+        '{"name": "app", "private": true, "scripts": {"prisma:migrate:deploy": "prisma migrate deploy"}}\n')
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=%s\n" % db.url())
+    offline = {k: v for k, v in cli_env("unused").items() if k.startswith("PRISMA_") or k == "NODE_OPTIONS"}
+    tasks = example_tasks("prisma_migrate_deploy", {"env_file": str(env_file), "project_dir": str(project.root)},
+                          extra={"environment": offline})
+    for task in tasks:  # the example app keeps its schema under src/; this test project under prisma/
+        args = task.get("prisma_ops.migrate.prisma_migrate_deploy", {})
+        if "--schema" in args.get("command", []):
+            args["command"][args["command"].index("--schema") + 1] = "prisma/schema.prisma"
+
+    proc = run_playbook(tmp_path, tasks, {"vault_database_url": db.url()})
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok=%d" % len(tasks) in proc.stdout and "failed=0" in proc.stdout
+    assert "first: [''20250101000000_init'', ''20250102000000_posts'']; second: []" in proc.stdout
+    assert db.owner.password not in proc.stdout + proc.stderr
+    assert db.execute("SELECT count(*) FROM _prisma_migrations WHERE finished_at IS NOT NULL")[0][0] == 2
 
 
 def test_pg_backup_examples_run_against_a_real_database(db, tmp_path):
