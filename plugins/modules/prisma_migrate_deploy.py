@@ -86,8 +86,10 @@ argv:
   type: list
   elements: str
 rc:
-  description: Exit code of the command (null in check mode).
-  returned: always
+  description:
+    - Exit code of the command. Absent in check mode, where nothing runs (Ansible reads any C(rc) other than 0 as a
+      failed task).
+  returned: when the command ran
   type: int
 stdout:
   description: The end of the command's output, with secrets removed.
@@ -154,7 +156,7 @@ def run(module: AnsibleModule) -> dict:
     for key in names:
         env[key] = url
     if module.check_mode:
-        return {"changed": False, "applied": [], "argv": argv, "rc": None, "stdout": "",
+        return {"changed": False, "applied": [], "argv": argv, "stdout": "",
                 "msg": "check mode: would run %s in %s" % (" ".join(argv), project_dir)}
     rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
     output = scrub((out or "") + ("\n" + err if err else ""), secrets)

@@ -119,6 +119,21 @@ def test_partial_stops_before_any_change(project, db, host, tmp_path):
     assert report["status"] == "stopped" and report["actions"] == []
 
 
+def test_a_failing_deploy_is_tried_at_most_max_attempts_then_stops_with_the_next_step(project, db, host, tmp_path):
+    make_p3009(project, db, "not_applied")
+    # A deploy command that always fails: the resolve happens, then deploy fails every time.
+    proc = playbook(host(recover_deploy_command=["/bin/false"], recover_max_attempts=3, recover_deploy_retry_delay=0))
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1
+    assert "deploy failed 3 time(s) (recover_max_attempts=3)" in proc.stdout
+    assert "Next step:" in proc.stdout
+    report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+    assert report["status"] == "stopped"
+    deploy = [a for a in report["actions"] if a["action"] == "deploy"]
+    assert deploy == [{"action": "deploy", "applied": [], "failed": True, "rc": 1, "attempts": 3, "code": deploy[0]["code"]}]
+    assert len([n for n in files(tmp_path / "backups") if n.endswith(".dump")]) == 1  # backed up before resolving
+
+
 def test_expected_database_guard_stops_a_wrong_target(project, db, host, tmp_path):
     make_p3009(project, db, "not_applied")
     before = rows(db)
