@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
     ConnectionSpec, connect, scrub, server_info,
 )
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import (
+    DEFAULT_CONTAINER_EXEC, check_container_args, container_argv,
+)
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import LOG_LIMIT, read_history
 
@@ -102,6 +105,9 @@ class BackupOptions:
     owner: str | None = None
     group: str | None = None
     pg_dump_path: str | None = None
+    # pg_dump inside a container: `<container_exec> -i <container> pg_dump ...`, the dump streamed out on stdout.
+    container: str | None = None
+    container_exec: list = field(default_factory=lambda: list(DEFAULT_CONTAINER_EXEC))
 
     @classmethod
     def from_params(cls, params: dict) -> "BackupOptions":
@@ -141,12 +147,19 @@ class BackupOptions:
             for pattern in params.get(option) or []:
                 if not pattern or not str(pattern).strip() or "\x00" in str(pattern):
                     raise PrismaOpsError("%s has an empty table pattern" % option)
+        container = params.get("container") or None
+        container_exec = list(params.get("container_exec") or DEFAULT_CONTAINER_EXEC)
+        if container:
+            check_container_args(container, container_exec)
+            if fmt == "directory":
+                raise PrismaOpsError("format=directory cannot be streamed out of container %s: use format=custom (or "
+                                     "plain) with container" % container)
         return cls(backup_dir=backup_dir, prefix=prefix, format=fmt, jobs=jobs, compress=compress,
                    schema_only=bool(params.get("schema_only")), tables=list(params.get("tables") or []),
                    exclude_tables=list(params.get("exclude_tables") or []),
                    reuse_within=parse_duration(params.get("reuse_within"), "reuse_within") or None,
                    keep_last=keep_last, max_age=max_age, owner=params.get("owner"), group=params.get("group"),
-                   pg_dump_path=params.get("pg_dump_path"))
+                   pg_dump_path=params.get("pg_dump_path"), container=container, container_exec=container_exec)
 
     @property
     def extension(self) -> str:
@@ -330,6 +343,42 @@ def find_tools(pg_dump_path: str | None, server: tuple, server_version: str) -> 
             "psql": beside("psql")}
 
 
+def in_container(tools: dict, env_names: list, stdin: bool = False) -> list:
+    """The argv prefix that runs a client program in the database's container; [] on the host itself."""
+    if not tools.get("container"):
+        return []
+    return container_argv(tools["container_exec"], tools["container"], env_names, stdin=stdin)
+
+
+def container_tools(opts: BackupOptions, server: tuple, server_version: str) -> dict:
+    """pg_dump (and pg_restore, psql) inside opts.container, able to dump this server, or one clear error."""
+    pg_dump = opts.pg_dump_path or "pg_dump"
+    argv = container_argv(opts.container_exec, opts.container, []) + [pg_dump, "--version"]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                              check=False, env=_c_locale(dict(os.environ)), errors="replace")
+    except OSError as exc:
+        raise PrismaOpsError("cannot run %s: %s; install the container CLI on this host or set container_exec"
+                             % (argv[0], exc.strerror or exc), code="pg_dump_missing")
+    except subprocess.TimeoutExpired:
+        raise PrismaOpsError("%s did not answer within 60 s: is the container engine running?" % " ".join(argv),
+                             code="pg_dump_missing")
+    line = (proc.stdout or "").strip().splitlines()[0] if (proc.stdout or "").strip() else ""
+    version = parse_tool_version(line)
+    if proc.returncode != 0 or version is None:
+        raise PrismaOpsError("cannot run %s in container %s (exit %s: %s): is the container running, and does it have "
+                             "the PostgreSQL client?" % (pg_dump, opts.container, proc.returncode,
+                                                         first_lines(proc.stderr or line)), code="pg_dump_missing")
+    if major_of(version) < server:
+        raise PrismaOpsError(mismatch_message(server_version, server, [("%s in %s" % (pg_dump, opts.container), version)]),
+                             code="version_mismatch")
+    bindir = os.path.dirname(pg_dump)
+    return {"pg_dump": pg_dump, "version": version, "version_line": "%s (in container %s)" % (line, opts.container),
+            "pg_restore": os.path.join(bindir, "pg_restore") if bindir else "pg_restore",
+            "psql": os.path.join(bindir, "psql") if bindir else "psql",
+            "container": opts.container, "container_exec": list(opts.container_exec)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Connection inputs for pg_dump, without the secret
 
@@ -386,19 +435,27 @@ def restore_command(fmt: str, path: str, tools: dict, spec: ConnectionSpec, data
         target.append("--dbname=%s" % conninfo)
     else:
         target.append("--dbname=%s" % database)
+    # In a container the backup goes in on stdin; PGPASSWORD, when the caller sets it, is passed on by name.
+    prefix = in_container(tools, ["PGPASSWORD"], stdin=True)
+    source = [] if prefix else [path]
     if fmt == "plain":
-        argv = [tools.get("psql") or "psql"] + target + ["--set=ON_ERROR_STOP=1", "--single-transaction",
-                                                         "--file=%s" % path]
+        argv = [tools.get("psql") or "psql"] + target + ["--set=ON_ERROR_STOP=1", "--single-transaction"]
+        argv += [] if prefix else ["--file=%s" % path]
     else:
         argv = [tools.get("pg_restore") or "pg_restore"] + target + ["--clean", "--if-exists", "--exit-on-error"]
         argv += ["--jobs=%d" % jobs] if jobs and jobs > 1 else ["--single-transaction"]
-        argv.append(path)
-    return " ".join(shlex.quote(a) for a in argv)
+        argv += source
+    command = " ".join(shlex.quote(a) for a in prefix + argv)
+    return command + " < %s" % shlex.quote(path) if prefix else command
 
 
-def pg_dump_argv(tools: dict, opts: BackupOptions, spec: ConnectionSpec, output: str, snapshot: str | None) -> list:
-    argv = [tools["pg_dump"], "--format=%s" % FORMATS[opts.format][1], "--file=%s" % output, "--no-password",
-            "--dbname=%s" % pg_dump_conninfo(spec)]
+def pg_dump_argv(tools: dict, opts: BackupOptions, spec: ConnectionSpec, output: str | None,
+                 snapshot: str | None) -> list:
+    """pg_dump's arguments; with no `output` the dump goes to stdout (streamed out of a container)."""
+    argv = [tools["pg_dump"], "--format=%s" % FORMATS[opts.format][1]]
+    if output:
+        argv.append("--file=%s" % output)
+    argv += ["--no-password", "--dbname=%s" % pg_dump_conninfo(spec)]
     if opts.compress is not None:
         argv.append("--compress=%d" % opts.compress)
     if opts.jobs and opts.format == "directory":
@@ -568,9 +625,11 @@ def verify_dump(fmt: str, path: str, tools: dict, env: dict, secrets: list) -> d
     if not tools.get("pg_restore"):
         raise PrismaOpsError("pg_restore is not installed beside %s or on PATH, so the dump cannot be verified: install "
                              "the PostgreSQL client" % tools["pg_dump"], code="pg_restore_missing")
-    argv = [tools["pg_restore"], "--list", path]
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=False,
-                          errors="replace")
+    prefix = in_container(tools, [], stdin=True)
+    argv = prefix + [tools["pg_restore"], "--list"] + ([] if prefix else [path])
+    with open(path if prefix else os.devnull, "rb") as source:
+        proc = subprocess.run(argv, stdin=source, capture_output=True, text=True, env=env, check=False,
+                              errors="replace")
     if proc.returncode != 0:
         raise PrismaOpsError("pg_dump exited 0 but pg_restore --list cannot read the dump (exit %d): %s"
                              % (proc.returncode, first_lines(scrub(proc.stderr, secrets))), code="verify_failed")
@@ -758,7 +817,8 @@ def run_backup(spec: ConnectionSpec, opts: BackupOptions, check_mode: bool = Fal
             keep = {reused["path"]}
         else:
             server_ver = server_major(info["server_version_num"])
-            tools = find_tools(opts.pg_dump_path, server_ver, info["server_version"])
+            tools = (container_tools(opts, server_ver, info["server_version"]) if opts.container
+                     else find_tools(opts.pg_dump_path, server_ver, info["server_version"]))
             name = next_free_name(opts.backup_dir, opts.prefix, database, now, opts.extension)
             path = os.path.join(opts.backup_dir, name)
             result.update(path=path, manifest=path + MANIFEST_SUFFIX, reused=False, pg_dump_version=tools["version_line"],
@@ -801,7 +861,7 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
     renamed = False
     try:
         passfile = None
-        if spec.password:
+        if spec.password and not tools.get("container"):
             passfile = os.path.join(private, "pgpass")
             fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -810,11 +870,20 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
         if opts.format != "directory":
             # Created 0600 first: pg_dump truncates it and the mode stays; the directory is 0700 anyway.
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        argv = pg_dump_argv(tools, opts, spec, tmp, snapshot)
+        if tools.get("container"):
+            # A passfile on this host means nothing inside the container: the CLI passes PGPASSWORD on by name.
+            if spec.password:
+                env["PGPASSWORD"] = spec.password
+            argv = in_container(tools, ["PGPASSWORD"] if spec.password else []) + pg_dump_argv(tools, opts, spec, None,
+                                                                                                snapshot)
+        else:
+            argv = pg_dump_argv(tools, opts, spec, tmp, snapshot)
         clock = time.monotonic()
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                                  check=False, errors="replace")
+            with open(tmp if tools.get("container") else os.devnull, "wb") as sink:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=env,
+                                      check=False)
+            proc.stderr = (proc.stderr or b"").decode("utf-8", "replace")
         except OSError as exc:
             raise PrismaOpsError("cannot run %s: %s" % (tools["pg_dump"], exc.strerror or exc), code="pg_dump_failed")
         dump_seconds = time.monotonic() - clock
@@ -838,6 +907,7 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
             "database": info["database"], "server": "%s:%s" % (spec.host or "local socket", spec.port or 5432),
             "user": info["user"], "server_version": info["server_version"],
             "server_version_num": info["server_version_num"], "pg_dump_path": tools["pg_dump"],
+            "container": tools.get("container"),
             "pg_dump_version": tools["version_line"], "started_at": started.isoformat(),
             "finished_at": finished.isoformat(), "duration": duration, "dump_seconds": round(dump_seconds, 3),
             "size": size, "sha256": digest, "verified": True, "verification": verification, "snapshot": bool(snapshot),

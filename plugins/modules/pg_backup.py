@@ -110,7 +110,27 @@ options:
     description:
       - The pg_dump to use instead of searching C(/usr/lib/postgresql/*/bin) and C(PATH). It must not be older than the
         server. C(pg_restore) and C(psql) are taken from the same directory when they are there.
+      - With O(container), the path of pg_dump inside the container (default C(pg_dump) on its C(PATH)).
     type: path
+  container:
+    description:
+      - Run C(pg_dump) (and C(pg_restore --list) to verify) inside this container, for hosts where PostgreSQL runs in
+        Docker: C(<container_exec> -i -e PGPASSWORD <container> pg_dump ...). The dump streams out on standard output
+        into the same hidden temporary file on this host, and is verified, fsynced and renamed as usual.
+      - The password reaches the container as C(-e PGPASSWORD), the value copied by the container CLI from its own
+        environment; it is never on a command line.
+      - The connection options must be reachable both from this host (the module reads the history) and from inside
+        the container (pg_dump connects with the same host and port), as with host networking or a port published on
+        the loopback address the container also listens on.
+      - Not with O(format=directory).
+    type: str
+  container_exec:
+    description:
+      - The command that runs a program in O(container), as a list, for example C([docker, compose, -f,
+        /opt/schooliat/compose.yml, exec, -T]) with a compose service name as O(container).
+    type: list
+    elements: str
+    default: [docker, exec]
 notes:
   - The module reads the history rows and exports its snapshot (C(pg_export_snapshot)), and pg_dump dumps that same
     snapshot, so the manifest's C(_prisma_migrations) rows are exactly those in the dump.
@@ -288,6 +308,8 @@ def main() -> None:
         owner=dict(type="str"),
         group=dict(type="str"),
         pg_dump_path=dict(type="path"),
+        container=dict(type="str"),
+        container_exec=dict(type="list", elements="str", default=["docker", "exec"]),
     )
     module = BackupModule(
         argument_spec=argument_spec,

@@ -48,6 +48,28 @@ options:
         sets them from the connection options. Values of variables whose name contains PASSW, SECRET, TOKEN, KEY,
         URL, CREDENTIAL or AUTH are masked in the result.
     type: dict
+  container:
+    description:
+      - Run the command inside this container (the app's), for hosts where the app runs in Docker:
+        C(<container_exec> -e DATABASE_URL [-e NAME]... [-w container_workdir] [-u container_user] <container>
+        <command>). The URL and the O(environment) variables reach the container as C(-e NAME), their values copied
+        by the container CLI from its own environment, never on a command line.
+      - O(project_dir) is still the directory on this host the container CLI runs in (for example where a
+        C(compose.yml) lives).
+    type: str
+  container_exec:
+    description:
+      - The command that runs a program in O(container), as a list, for example C([docker, compose, exec, -T]) with
+        a compose service name as O(container).
+    type: list
+    elements: str
+    default: [docker, exec]
+  container_workdir:
+    description: The app's directory inside the container (C(-w)); defaults to the container's working directory.
+    type: str
+  container_user:
+    description: The user the command runs as inside the container (C(-u)), for example the app user.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -106,6 +128,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, scrub,
     secret_environment_values, tools_url,
 )
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import check_container_args, container_argv
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import ANSI_ESCAPE, parse_cli_error
 
@@ -155,6 +178,11 @@ def run(module: AnsibleModule) -> dict:
         env[str(key)] = str(value)
     for key in names:
         env[key] = url
+    if params["container"]:
+        check_container_args(params["container"], params["container_exec"])
+        # Only the names go on the command line; the container CLI copies the values from its environment.
+        argv = container_argv(params["container_exec"], params["container"], sorted(env),
+                              workdir=params["container_workdir"], user=params["container_user"]) + argv
     if module.check_mode:
         return {"changed": False, "applied": [], "argv": argv, "stdout": "",
                 "msg": "check mode: would run %s in %s" % (" ".join(argv), project_dir)}
@@ -177,6 +205,10 @@ def main() -> None:
         project_dir=dict(type="path", required=True),
         command=dict(type="list", elements="str"),
         environment=dict(type="dict"),
+        container=dict(type="str"),
+        container_exec=dict(type="list", elements="str", default=["docker", "exec"]),
+        container_workdir=dict(type="str"),
+        container_user=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
                            required_one_of=COMMON_REQUIRED_ONE_OF, supports_check_mode=True)

@@ -90,6 +90,7 @@ def local_inventory(workdir: Path, project: PrismaProject, dbname: str, python: 
     hostvars = {
         "ansible_connection": "local",
         "ansible_python_interpreter": python,  # a Python with psycopg2 and pglast (the project venv)
+        "host_venv_manage": False,  # so the modules run with that Python, not a virtualenv built on this machine
         "recover_project_dir": str(project.root),
         "recover_expected_database": dbname,
         "recover_backup_dir": str(workdir / "backups"),
