@@ -27,6 +27,7 @@ DEB_REQUIREMENTS=(
   "npm"                                    # installs the Prisma CLI oracle
   "git"                                    # ansible-test, the sanity tree copy
   "shellcheck"                             # ansible-test sanity's shellcheck test
+  "chromium"                               # headless test of the drift_check HTML report
 )
 
 check_debian_packages() {
