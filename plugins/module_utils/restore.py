@@ -1,0 +1,605 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) prisma_ops.migrate contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_restore's logic: put a verified pg_backup back into the app's database, all or nothing.
+
+Plain Python (no Ansible imports) so unit tests call it directly. It reuses backup.py for names,
+manifests, checksums, the client programs and the private password file.
+
+Why not `pg_restore --clean`: it drops only the objects the dump holds, so a table a later
+migration created survives the restore and the next `prisma migrate deploy` trips over it. Instead
+every schema the backup holds (and the connection's schema) is emptied first, in the same
+transaction as the restore:
+
+- a schema the dump creates itself is dropped (`DROP SCHEMA ... CASCADE`); the dump recreates it;
+- `public`, which pg_dump never creates, is dropped and recreated with its owner, its grants and
+  its comment as they were.
+
+The connecting user must own (or be a member of the owner of) each of those schemas; that is
+checked before anything runs. The whole restore is one transaction: psql runs with
+ON_ERROR_STOP=1, and only the dump's own final COMMIT (or psql --single-transaction's, for a plain
+file) commits, so a failure at any point leaves the database as it was. The transaction first
+takes Prisma's advisory lock (72707369) without waiting, so a restore never interleaves with a
+running `prisma migrate deploy`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import PRISMA_LOCK_KEY
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.backup import (
+    EXT_TO_FORMAT, FORMATS, MANIFEST_SUFFIX, PREFIX_RE, STDERR_LIMIT, checksum, child_environment, conninfo_quote,
+    find_tools, first_lines, history_for_manifest, list_backups, parse_time, passfile_line, read_manifest,
+    server_major,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
+    ConnectionSpec, connect, scrub, server_info,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import quote_ident
+
+APPLICATION_NAME = "prisma_ops.migrate/pg_restore"
+CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CONTAINER_ENGINES = ("docker", "podman")
+# The header pg_dump writes before every object: "-- Name: User; Type: TABLE; Schema: public; Owner: app".
+HEADER_RE = re.compile(r"^-- (?:Data for )?Name: .*; Type: (?P<type>[^;]*); Schema: (?P<schema>[^;]*); Owner: .*$")
+SCHEMA_HEADER_RE = re.compile(r"^-- Name: (?P<name>.*); Type: SCHEMA; Schema: -; Owner: .*$")
+SYSTEM_SCHEMAS = frozenset(("pg_catalog", "information_schema", "pg_toast"))
+# A plain dump with its own transaction statements (large objects) would commit half way through ours.
+PLAIN_TXN_RE = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|END|START TRANSACTION)\s*;\s*$", re.I)
+TIME_FIELDS = ("started_at", "finished_at", "rolled_back_at")
+ROW_FIELDS = ("migration_name", "checksum", "started_at", "finished_at", "rolled_back_at", "applied_steps_count", "logs")
+# Warnings psql prints that say nothing is wrong (the dump's own BEGIN inside ours).
+HARMLESS_STDERR = ("there is already a transaction in progress",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class RestoreOptions:
+    path: str | None = None
+    backup_dir: str | None = None
+    prefix: str = "prisma"
+    confirm: str | None = None
+    container: str | None = None
+    container_engine: str = "docker"
+    pre_restore_backup: str | None = None
+    lock_timeout: int = 60
+
+    @classmethod
+    def from_params(cls, params: dict) -> "RestoreOptions":
+        """Validate the module options; one clear error per bad input, before anything runs."""
+        path = params.get("path")
+        backup_dir = params.get("backup_dir")
+        if bool(path) == bool(backup_dir):
+            raise PrismaOpsError("give either path (one backup) or backup_dir (the newest verified backup there), "
+                                 "not %s" % ("both" if path else "neither"))
+        prefix = params.get("prefix") or "prisma"
+        if not PREFIX_RE.match(prefix):
+            raise PrismaOpsError("prefix %r is not a pg_backup prefix: letters, digits, '.', '_' and '-'" % prefix)
+        container = params.get("container") or None
+        if container is not None and not CONTAINER_RE.match(container):
+            raise PrismaOpsError("container %r is not a container name or id" % container)
+        engine = params.get("container_engine") or "docker"
+        if engine not in CONTAINER_ENGINES:
+            raise PrismaOpsError("container_engine must be one of %s, not %r" % (", ".join(CONTAINER_ENGINES), engine))
+        lock_timeout = params.get("lock_timeout")
+        lock_timeout = 60 if lock_timeout is None else int(lock_timeout)
+        if lock_timeout < 1:
+            raise PrismaOpsError("lock_timeout must be at least 1 second")
+
+        def absolute(value):
+            return os.path.abspath(os.path.expanduser(str(value))) if value else None
+
+        return cls(path=absolute(path), backup_dir=absolute(backup_dir), prefix=prefix,
+                   confirm=params.get("confirm"), container=container, container_engine=engine,
+                   pre_restore_backup=absolute(params.get("pre_restore_backup")), lock_timeout=lock_timeout)
+
+
+def expected_database(spec: ConnectionSpec) -> str:
+    """The database the connection names; libpq defaults it to the user name."""
+    return spec.dbname or spec.user or ""
+
+
+def confirm_error(confirm, database: str, target: str) -> PrismaOpsError | None:
+    """None when confirm names the database, else the error that says what to pass."""
+    if confirm is not None and str(confirm) == database:
+        return None
+    said = "confirm is not set" if confirm in (None, "") else "confirm=%r is not the database's name" % str(confirm)
+    return PrismaOpsError(
+        "%s: a restore replaces everything in database %s (%s). Pass confirm=%s (restore_confirm=%s with the "
+        "restore role) to go ahead, or run in check mode to see the plan first; nothing was changed"
+        % (said, database, target, database, database), code="not_confirmed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing and verifying the backup
+
+
+def format_of(path: str, manifest: dict) -> str:
+    fmt = manifest.get("format")
+    ext = path.rsplit(".", 1)[-1] if "." in os.path.basename(path) else ""
+    if fmt not in FORMATS or EXT_TO_FORMAT.get(ext) != fmt:
+        raise PrismaOpsError("%s: its manifest says format %r, which does not match the name; it was not made by "
+                             "pg_backup" % (path, fmt), code="bad_manifest")
+    return fmt
+
+
+def verify_backup(path: str) -> dict:
+    """The backup and its manifest, after proving the bytes still hash to the manifest's sha256.
+
+    Also refuses what cannot be restored safely: no manifest, a partial selection, no history rows to check."""
+    if os.path.islink(path):
+        raise PrismaOpsError("%s is a symbolic link: give the backup itself" % path, code="bad_backup")
+    if not os.path.exists(path):
+        raise PrismaOpsError("backup %s does not exist on this host" % path, code="no_backup")
+    manifest = read_manifest(path)
+    if manifest is None or manifest.get("file") != os.path.basename(path):
+        raise PrismaOpsError("%s has no pg_backup manifest (%s%s) naming it: only backups taken by "
+                             "prisma_ops.migrate.pg_backup can be verified and restored"
+                             % (path, os.path.basename(path), MANIFEST_SUFFIX), code="no_manifest")
+    fmt = format_of(path, manifest)
+    if not manifest.get("verified"):
+        raise PrismaOpsError("%s was not verified when it was taken" % path, code="bad_manifest")
+    selection = manifest.get("selection") or {}
+    if selection.get("schema_only") or selection.get("tables") or selection.get("exclude_tables"):
+        raise PrismaOpsError("%s holds only part of the database (schema_only, tables or exclude_tables): restoring "
+                             "it would lose the rest, so this module does not; use pg_restore by hand" % path,
+                             code="partial_backup")
+    history = manifest.get("prisma_migrations") or {}
+    if history.get("error") or "rows" not in history:
+        raise PrismaOpsError("the manifest of %s has no _prisma_migrations rows (%s), so the restore could not be "
+                             "verified: restore it by hand" % (path, history.get("error") or "missing"),
+                             code="bad_manifest")
+    try:
+        digest, size = checksum(path)
+    except OSError as exc:
+        raise PrismaOpsError("cannot read %s: %s" % (path, exc.strerror or exc), code="bad_backup")
+    if digest != manifest.get("sha256") or size != manifest.get("size"):
+        raise PrismaOpsError("%s does not match its manifest: sha256 %s and %d bytes now, %s and %s bytes when it was "
+                             "taken. It was changed or damaged; nothing was restored" % (
+                                 path, digest, size, manifest.get("sha256"), manifest.get("size")),
+                             code="checksum_mismatch")
+    return {"path": path, "manifest_path": path + MANIFEST_SUFFIX, "manifest": manifest, "format": fmt,
+            "sha256": digest, "size": size}
+
+
+def choose_backup(backups: list, verify=verify_backup) -> tuple:
+    """(the newest backup that verifies, notes on the newer ones that did not); backups are newest first."""
+    notes = []
+    for backup in backups:
+        try:
+            return verify(backup["path"]), notes
+        except PrismaOpsError as exc:
+            notes.append("skipped %s: %s" % (backup["path"], exc.msg))
+    return None, notes
+
+
+def pick_backup(opts: RestoreOptions, database: str) -> tuple:
+    """The verified backup to restore, from `path` or the newest verified one in `backup_dir`."""
+    if opts.path:
+        chosen = verify_backup(opts.path)
+        if chosen["manifest"].get("database") != database:
+            raise PrismaOpsError("%s is a backup of database %s, not of %s: restore it into its own database"
+                                 % (opts.path, chosen["manifest"].get("database"), database), code="wrong_database")
+        return chosen, []
+    backups = list_backups(opts.backup_dir, opts.prefix, database)
+    chosen, notes = choose_backup(backups)
+    if chosen is None:
+        found = "%d backup(s), none verifies: %s" % (len(backups), "; ".join(notes)) if backups else "no backup"
+        raise PrismaOpsError("%s in %s for database %s with prefix %s: give path, or take one with pg_backup"
+                             % (found, opts.backup_dir, database, opts.prefix), code="no_backup")
+    return chosen, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# History comparison
+
+
+def _normal_row(row: dict) -> dict:
+    out = {}
+    for key in ROW_FIELDS:
+        value = row.get(key)
+        if key in TIME_FIELDS and value is not None:
+            value = parse_time(value) or value  # instants, whatever the session time zone printed
+        out[key] = value
+    return out
+
+
+def compare_history(expected: dict, actual: dict) -> list:
+    """Differences between the manifest's _prisma_migrations and the database's, one line each; [] when equal."""
+    problems = []
+    if bool(expected.get("table_exists")) != bool(actual.get("table_exists")):
+        problems.append("the table %s in the backup but %s now" % (
+            "exists" if expected.get("table_exists") else "does not exist",
+            "exists" if actual.get("table_exists") else "does not exist"))
+    want = {r["id"]: r for r in expected.get("rows") or []}
+    have = {r["id"]: r for r in actual.get("rows") or []}
+    for row_id in sorted(set(want) - set(have)):
+        problems.append("row %s (%s) is missing" % (row_id, want[row_id].get("migration_name")))
+    for row_id in sorted(set(have) - set(want)):
+        problems.append("row %s (%s) is not in the backup" % (row_id, have[row_id].get("migration_name")))
+    for row_id in sorted(set(want) & set(have)):
+        a, b = _normal_row(want[row_id]), _normal_row(have[row_id])
+        fields = [k for k in ROW_FIELDS if a[k] != b[k]]
+        if fields:
+            problems.append("row %s (%s) differs in %s" % (row_id, a["migration_name"], ", ".join(fields)))
+    return problems
+
+
+def history_lines(history: dict) -> str:
+    """_prisma_migrations as diff text: one line per row, in order."""
+    if not history.get("table_exists"):
+        return "(no _prisma_migrations table)\n"
+    lines = []
+    for row in history.get("rows") or []:
+        state = "rolled back" if row.get("rolled_back_at") else "applied" if row.get("finished_at") else "FAILED"
+        lines.append("%s %s (%s)" % (row.get("migration_name"), state, row.get("id")))
+    return "\n".join(lines) + "\n" if lines else "(empty)\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the dump holds, and the SQL that empties its schemas
+
+
+def dump_schemas(lines) -> tuple:
+    """(schemas the dump holds, schemas it creates itself) from pg_dump's object headers."""
+    referenced, created = set(), set()
+    for line in lines:
+        if not line.startswith("-- "):
+            continue
+        line = line.rstrip("\r\n")
+        match = SCHEMA_HEADER_RE.match(line)
+        if match:
+            created.add(match.group("name"))
+            referenced.add(match.group("name"))
+            continue
+        match = HEADER_RE.match(line)
+        if match and match.group("schema") != "-":
+            referenced.add(match.group("schema"))
+    # pg_dump never creates public (only ALTERs its owner or comment): it is always recreated here.
+    return referenced - SYSTEM_SCHEMAS, created - SYSTEM_SCHEMAS - {"public"}
+
+
+def plain_has_transaction(lines) -> bool:
+    return any(PLAIN_TXN_RE.match(line) for line in lines)
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def preamble_sql(schemas: list, lock_timeout: int, begin: bool) -> str:
+    """The statements that start the restore transaction: Prisma's lock, then empty every schema.
+
+    `schemas`: dicts with name, exists, recreate (pg_dump will not create it), owner, grants
+    [(grantee or None for PUBLIC, privilege, grantable)], comment.
+    """
+    out = ["BEGIN;"] if begin else []
+    out.append("SET LOCAL lock_timeout = '%ds';" % lock_timeout)
+    out.append("SET LOCAL client_min_messages = warning;")  # no NOTICE per dropped object
+    out.append("DO $prisma_ops$ BEGIN IF NOT pg_try_advisory_xact_lock(%d) THEN RAISE EXCEPTION "
+               "'Prisma''s advisory lock (%d) is held: a prisma migrate deploy or resolve is running; nothing was "
+               "restored'; END IF; END $prisma_ops$;" % (PRISMA_LOCK_KEY, PRISMA_LOCK_KEY))
+    for schema in sorted(schemas, key=lambda s: s["name"]):
+        name = quote_ident(schema["name"])
+        if schema["exists"]:
+            out.append("DROP SCHEMA %s CASCADE;" % name)
+        if schema["recreate"]:
+            owner = schema.get("owner")
+            out.append("CREATE SCHEMA %s%s;" % (name, (" AUTHORIZATION %s" % quote_ident(owner)) if owner else ""))
+            for grantee, privilege, grantable in schema.get("grants") or []:
+                if grantee is not None and grantee == owner:
+                    continue  # the owner's own privileges come with CREATE SCHEMA
+                out.append("GRANT %s ON SCHEMA %s TO %s%s;" % (privilege, name,
+                                                               "PUBLIC" if grantee is None else quote_ident(grantee),
+                                                               " WITH GRANT OPTION" if grantable else ""))
+            if schema.get("comment") is not None:
+                out.append("COMMENT ON SCHEMA %s IS %s;" % (name, sql_literal(schema["comment"])))
+    return "\n".join(out)
+
+
+SCHEMA_FACTS = """
+SELECT n.nspname, pg_get_userbyid(n.nspowner), pg_has_role(current_user, n.nspowner, 'MEMBER'),
+       obj_description(n.oid, 'pg_namespace'),
+       (SELECT coalesce(json_agg(json_build_array(CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
+                                                  a.privilege_type, a.is_grantable) ORDER BY a.grantee, a.privilege_type),
+                        '[]') FROM aclexplode(n.nspacl) a)
+FROM pg_namespace n WHERE n.nspname = ANY(%s)
+"""
+
+
+def schema_plan(conn, referenced: set, created: set, connection_schema: str) -> list:
+    """What to drop and recreate, with each schema's owner, grants and comment; refuses what the user cannot do."""
+    names = sorted((referenced | created | {connection_schema}) - SYSTEM_SCHEMAS)
+    with conn.cursor() as cur:
+        cur.execute(SCHEMA_FACTS, (names,))
+        facts = {r[0]: r[1:] for r in cur.fetchall()}
+        cur.execute("SELECT current_user, has_database_privilege(current_database(), 'CREATE')")
+        user, can_create = cur.fetchone()
+    plan = []
+    for name in names:
+        if name in facts:
+            owner, member, comment, grants = facts[name]
+            if not member:
+                raise PrismaOpsError("schema %s is owned by %s, not by %s: the restore drops and recreates it, so "
+                                     "connect as %s, or ALTER SCHEMA %s OWNER TO %s; nothing was changed"
+                                     % (name, owner, user, owner, quote_ident(name), quote_ident(user)),
+                                     code="not_owner")
+            plan.append({"name": name, "exists": True, "recreate": name not in created, "owner": owner,
+                         "grants": [tuple(g) for g in grants], "comment": comment})
+        elif name not in created:
+            plan.append({"name": name, "exists": False, "recreate": True, "owner": None, "grants": [], "comment": None})
+    if not can_create and plan:
+        raise PrismaOpsError("%s has no CREATE privilege on the database, which recreating its schemas needs: GRANT "
+                             "CREATE ON DATABASE to it, or connect as the database owner; nothing was changed" % user,
+                             code="not_owner")
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Command lines (no secret in any of them)
+
+
+def client_conninfo(spec: ConnectionSpec) -> str:
+    """A libpq connection string for --dbname with everything but the password (as backup.py builds pg_dump's)."""
+    kwargs = spec.libpq_kwargs(APPLICATION_NAME)
+    kwargs.pop("password", None)
+    if kwargs.pop("sslpassword", None):
+        raise PrismaOpsError("the connection uses sslpassword, which psql could only get on its command line: use "
+                             "a client key without a passphrase")
+    return " ".join("%s=%s" % (key, conninfo_quote(value)) for key, value in sorted(kwargs.items()))
+
+
+def exec_prefix(opts: RestoreOptions, password: bool) -> list:
+    """`docker exec -i [-e PGPASSWORD] <container>`: the password goes by name, its value only in the environment."""
+    if not opts.container:
+        return []
+    return [opts.container_engine, "exec", "-i"] + (["-e", "PGPASSWORD"] if password else []) + [opts.container]
+
+
+def render_argv(opts: RestoreOptions, tools: dict, path: str, schema_only: bool = False) -> list:
+    """pg_restore turning a custom or directory archive into the SQL script psql runs (it never connects).
+
+    In a container the archive comes on stdin, so only the custom format can be read there."""
+    base = [tools["pg_restore"], "--file=-"]
+    if schema_only:
+        base.append("--schema-only")
+    else:
+        base.append("--single-transaction")  # the script's own BEGIN ... COMMIT: no COMMIT unless it is complete
+    if opts.container:
+        return exec_prefix(opts, False) + base
+    return base + [path]
+
+
+def psql_argv(opts: RestoreOptions, tools: dict, spec: ConnectionSpec, fmt: str, path: str, preamble: str) -> list:
+    argv = exec_prefix(opts, bool(spec.password)) + [
+        tools["psql"], "--no-psqlrc", "--no-password", "--quiet", "--set=ON_ERROR_STOP=1",
+        "--dbname=%s" % client_conninfo(spec)]
+    if fmt == "plain":
+        # The file is complete and verified: psql's own transaction around the preamble and the file.
+        argv += ["--single-transaction", "--command=%s" % preamble,
+                 "--file=%s" % ("-" if opts.container else path)]
+    else:
+        # The preamble opens the transaction; only the script's final COMMIT ends it.
+        argv += ["--command=%s" % preamble, "--file=-"]
+    return argv
+
+
+def container_tools() -> dict:
+    return {"pg_restore": "pg_restore", "psql": "psql"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def _stderr_text(handle, secrets: list) -> str:
+    handle.seek(0)
+    text = handle.read().decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if not any(h in line for h in HARMLESS_STDERR)]
+    return scrub("\n".join(lines), secrets)
+
+
+def run_pipeline(stages: list, stdin_path: str | None, env: dict, secrets: list) -> list:
+    """Run argv lists as a pipeline (each one's stdout into the next); [(argv, rc, stderr)] for each."""
+    procs, errs = [], []
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
+    try:
+        previous = stdin
+        for index, argv in enumerate(stages):
+            err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+            errs.append(err)
+            last = index == len(stages) - 1
+            try:
+                proc = subprocess.Popen(argv, stdin=previous, stdout=subprocess.DEVNULL if last else subprocess.PIPE,
+                                        stderr=err, env=env)  # pylint: disable=consider-using-with
+            except OSError as exc:
+                for running in procs:
+                    running.kill()
+                    running.wait()
+                raise PrismaOpsError("cannot run %s: %s; nothing was changed" % (argv[0], exc.strerror or exc),
+                                     code="tool_missing")
+            if procs and procs[-1].stdout:
+                procs[-1].stdout.close()  # so the producer sees EPIPE if the consumer dies
+            previous = proc.stdout
+            procs.append(proc)
+        for proc in procs:
+            proc.wait()
+        return [(argv, proc.returncode, _stderr_text(err, secrets)) for argv, proc, err in zip(stages, procs, errs)]
+    finally:
+        if stdin_path:
+            stdin.close()
+        for err in errs:
+            err.close()
+
+
+def _scan(path: str, fmt: str, opts: RestoreOptions, tools: dict, env: dict, secrets: list) -> tuple:
+    """Which schemas the dump holds (and, for plain, whether it has its own transaction statements)."""
+    if fmt == "plain":
+        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+            lines = list(handle)
+        return dump_schemas(lines), plain_has_transaction(lines)
+    argv = render_argv(opts, tools, path, schema_only=True)
+    stdin = open(path, "rb") if opts.container else subprocess.DEVNULL  # pylint: disable=consider-using-with
+    try:
+        proc = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, env=env, check=False,
+                              errors="replace")
+    except OSError as exc:
+        raise PrismaOpsError("cannot run %s: %s" % (argv[0], exc.strerror or exc), code="tool_missing")
+    finally:
+        if opts.container:
+            stdin.close()
+    if proc.returncode != 0:
+        raise PrismaOpsError("pg_restore cannot read %s (exit %d): %s; nothing was changed" % (
+            path, proc.returncode, first_lines(scrub(proc.stderr, secrets))), code="pg_restore_failed",
+            cmd=[scrub(a, secrets) for a in argv])
+    return dump_schemas(proc.stdout.splitlines()), False
+
+
+def _plan_text(chosen: dict, database: str, target: str, plan: list, pre_restore_backup: str | None) -> list:
+    steps = ["verify %s against its manifest (sha256 %s)" % (chosen["path"], chosen["sha256"])]
+    if pre_restore_backup:
+        steps.append("the current state is in %s" % pre_restore_backup)
+    steps.append("take Prisma's advisory lock %d (fail if a deploy holds it)" % PRISMA_LOCK_KEY)
+    for schema in plan:
+        if schema["exists"] and schema["recreate"]:
+            steps.append("drop schema %s with everything in it and recreate it (owner %s)" % (schema["name"],
+                                                                                              schema["owner"]))
+        elif schema["exists"]:
+            steps.append("drop schema %s with everything in it (the backup recreates it)" % schema["name"])
+        else:
+            steps.append("create schema %s" % schema["name"])
+    steps.append("restore the %s backup into database %s (%s), all in one transaction" % (
+        chosen["format"], database, target))
+    steps.append("check _prisma_migrations against the %d row(s) of the manifest"
+                 % len(chosen["manifest"]["prisma_migrations"]["rows"]))
+    return steps
+
+
+def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = False) -> dict:
+    """Restore (or, in check mode, plan restoring) a verified backup. Returns the result; raises PrismaOpsError."""
+    secrets = list(spec.secrets)
+    if not check_mode:
+        # Before connecting: the name the connection options give must be confirmed.
+        problem = confirm_error(opts.confirm, expected_database(spec), spec.target)
+        if problem:
+            raise problem
+    conn = connect(spec, application_name=APPLICATION_NAME, autocommit=True)
+    private = None
+    try:
+        info = server_info(conn)
+        database = info["database"]
+        target = "%s:%s" % (spec.host or "local socket", spec.port or 5432)
+        notes = []
+        if not check_mode:
+            problem = confirm_error(opts.confirm, database, spec.target)
+            if problem:
+                raise problem
+        elif opts.confirm != database:
+            notes.append("a real run needs confirm=%s (restore_confirm=%s)" % (database, database))
+        chosen, skipped = pick_backup(opts, database)
+        notes += skipped
+        fmt = chosen["format"]
+        manifest = chosen["manifest"]
+        if opts.container and fmt == "directory":
+            raise PrismaOpsError("a directory backup cannot be streamed into container %s: restore it with this "
+                                 "host's PostgreSQL client (leave container unset), or take a custom-format backup"
+                                 % opts.container, code="unsupported")
+        if opts.pre_restore_backup:
+            pre = verify_backup(opts.pre_restore_backup)
+            if pre["manifest"].get("database") != database:
+                raise PrismaOpsError("pre_restore_backup %s is a backup of %s, not of %s" % (
+                    opts.pre_restore_backup, pre["manifest"].get("database"), database), code="wrong_database")
+            if os.path.realpath(pre["path"]) == os.path.realpath(chosen["path"]):
+                raise PrismaOpsError("pre_restore_backup is the backup being restored (%s): it must be a fresh backup "
+                                     "of the current state" % chosen["path"], code="bad_input")
+        if opts.container:
+            tools = container_tools()
+        else:
+            tools = find_tools(None, server_major(info["server_version_num"]), info["server_version"])
+            for name in ("pg_restore", "psql"):
+                if not tools.get(name):
+                    raise PrismaOpsError("%s is not installed beside %s or on PATH: install the PostgreSQL client"
+                                         % (name, tools["pg_dump"]), code="tool_missing")
+        # The password: a 0600 passfile on this host, or PGPASSWORD in docker's environment, passed by name.
+        private = tempfile.mkdtemp(prefix="prisma-ops-pgpass-")
+        passfile = None
+        if spec.password and not opts.container:
+            passfile = os.path.join(private, "pgpass")
+            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(passfile_line(spec.password))
+        env = child_environment(passfile)
+        if opts.container:
+            env.pop("PGPASSWORD", None)
+            if spec.password:
+                passfile_line(spec.password)  # the same refusal of line breaks as the host path
+                env["PGPASSWORD"] = spec.password
+        (referenced, created), own_txn = _scan(chosen["path"], fmt, opts, tools, env, secrets)
+        if own_txn:
+            raise PrismaOpsError("the plain dump %s has its own BEGIN/COMMIT (large objects), which would commit half a "
+                                 "restore: restore a custom-format backup instead" % chosen["path"],
+                                 code="unsupported")
+        schema = (manifest["prisma_migrations"].get("schema") or spec.schema)
+        plan = schema_plan(conn, referenced, created, schema)
+        before = history_for_manifest(conn, schema)
+        expected = manifest["prisma_migrations"]
+        result = {
+            "changed": True, "path": chosen["path"], "manifest": chosen["manifest_path"], "format": fmt,
+            "database": database, "server": target, "verified": True, "sha256": chosen["sha256"],
+            "backup_finished_at": manifest.get("finished_at"), "pre_restore_backup": opts.pre_restore_backup,
+            "schemas": [s["name"] for s in plan], "plan": _plan_text(chosen, database, target, plan,
+                                                                     opts.pre_restore_backup),
+            "history_matches": None, "notes": notes, "container": opts.container,
+            "diff": {"before_header": "%s _prisma_migrations now" % database,
+                     "after_header": "%s _prisma_migrations in %s" % (database, os.path.basename(chosen["path"])),
+                     "before": history_lines(before), "after": history_lines(expected)},
+        }
+        if check_mode:
+            result["history_matches"] = not compare_history(expected, before)  # already as in the backup?
+            return result
+        preamble = preamble_sql(plan, opts.lock_timeout, begin=fmt != "plain")
+        stages = []
+        if fmt != "plain":
+            stages.append(render_argv(opts, tools, chosen["path"]))
+        stages.append(psql_argv(opts, tools, spec, fmt, chosen["path"], preamble))
+        stdin_path = chosen["path"] if opts.container else None
+        clock = time.monotonic()
+        outcomes = run_pipeline(stages, stdin_path, env, secrets)
+        duration = round(time.monotonic() - clock, 3)
+        # psql's error first (it says what the database refused), then the renderer's.
+        names = (["pg_restore"] if fmt != "plain" else []) + ["psql"]
+        for tool, (argv, rc, stderr) in reversed(list(zip(names, outcomes))):
+            if rc != 0:
+                hint = ""
+                if "lock timeout" in stderr:
+                    hint = " Another session holds a lock on the schema: stop the app (restore_service_name) first."
+                raise PrismaOpsError("%s failed (exit %d): %s; the restore ran in one transaction, so nothing was "
+                                     "changed.%s" % (tool, rc, first_lines(stderr), hint), code="restore_failed",
+                                     stderr=stderr[-STDERR_LIMIT:], cmd=[scrub(a, secrets) for a in argv], rc=rc)
+        after = history_for_manifest(conn, schema)
+        problems = compare_history(expected, after)
+        result.update(duration=duration, history_matches=not problems,
+                      restored_at=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
+        if problems:
+            raise PrismaOpsError("the restore of %s into %s committed, but _prisma_migrations does not match the "
+                                 "manifest: %s. The state before the restore is in %s" % (
+                                     chosen["path"], database, "; ".join(problems[:5]),
+                                     opts.pre_restore_backup or "no pre-restore backup"),
+                                 code="history_mismatch", changed=True, path=chosen["path"], problems=problems)
+        return result
+    finally:
+        conn.close()
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
