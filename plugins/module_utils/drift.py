@@ -210,11 +210,17 @@ def schema_drift(conn, spec, local, report: dict, scope: str = "all", shadow_url
     {checked, reason, database, replayed, differences (findings), count}. Never a silent pass: when no scratch
     database is reachable, or the replay fails, checked is false and reason says why.
     """
-    # Imported here: evidence needs pglast only to parse scripts with CONCURRENTLY; the history check does not.
+    # Imported here: the replay needs pglast, the history and operations checks do not.
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import shadow_replay
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import compare_snapshots, take_snapshot
     result = {"checked": False, "reason": None, "database": None, "scope": scope, "replayed": 0,
               "differences": [], "count": 0, "truncated": False}
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import require_pglast
+    try:
+        require_pglast()  # the replay parses each script (CONCURRENTLY runs statement by statement)
+    except PrismaOpsError as exc:
+        result["reason"] = exc.msg
+        return result
     scripts, reason = replay_scripts(local, report, scope)
     if scripts is None:
         result["reason"] = reason

@@ -116,6 +116,10 @@ failing_hosts:
   returned: success
   type: list
   elements: str
+failing_kinds_by_host:
+  description: For each failing host, the O(fail_on) kinds it has.
+  returned: success
+  type: dict
 lines:
   description: One line per host, for the play's output.
   returned: success
@@ -156,7 +160,7 @@ def run(module: AnsibleModule) -> dict:
     fleet = build_fleet(results, params["fail_on"], title=params["title"])
     lines = ["%s: %s - %s" % (h["host"], STATE_TEXT[h["status"]], h["summary"]) for h in fleet["hosts"]]
     out = {"changed": False, "totals": fleet["totals"], "failing_hosts": fleet["failing_hosts"], "lines": lines,
-           "rotated": []}
+           "failing_kinds_by_host": {h["host"]: h["failing_kinds"] for h in fleet["hosts"] if h["fail"]}, "rotated": []}
     if module.check_mode:
         for fmt in params["formats"]:
             RENDERERS[fmt](fleet)  # rendered, so check mode fails where a real run would
