@@ -358,7 +358,7 @@ def render_html(fleet: dict) -> str:
 
 def _host_details(h: dict, fail_on: list) -> str:
     parts = []
-    for check in CHECKS:
+    for check in CHECKS if h["status"] != "error" else ():  # an error host has no per-check detail to show
         data = h["checks"][check]
         items = []
         for f in data.get("findings") or ():
@@ -376,7 +376,7 @@ def _host_details(h: dict, fail_on: list) -> str:
             items.append("<li>%s</li>" % ("no drift" if data["cell"] == "ok" else STATE_TEXT[data["cell"]]))
         parts.append("<h3>%s: <span class=\"%s\">%s</span></h3><ul class=\"findings\">%s</ul>" % (
             check, data["cell"], STATE_TEXT[data["cell"]], "".join(items)))
-    if h["findings"] and not any(h["checks"][c].get("findings") for c in CHECKS):
+    if h["status"] == "error":
         parts.insert(0, "<ul class=\"findings\">%s</ul>" % "".join(
             "<li><code class=\"kind\">%s</code> %s</li>" % (_h(f["kind"]), _h(f["detail"])) for f in h["findings"]))
     where = h.get("connection") or {}
