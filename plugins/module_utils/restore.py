@@ -447,9 +447,18 @@ def run_pipeline(stages: list, stdin_path: str | None, env: dict, secrets: list)
 def _scan(path: str, fmt: str, opts: RestoreOptions, tools: dict, env: dict, secrets: list) -> tuple:
     """Which schemas the dump holds (and, for plain, whether it has its own transaction statements)."""
     if fmt == "plain":
+        own_txn = []
+
+        def lines(handle):
+            # One streaming pass over a file that may be gigabytes: headers, and any BEGIN/COMMIT of its own.
+            for line in handle:
+                if not own_txn and PLAIN_TXN_RE.match(line):
+                    own_txn.append(True)
+                yield line
+
         with open(path, "r", encoding="utf-8", errors="replace") as handle:
-            lines = list(handle)
-        return dump_schemas(lines), plain_has_transaction(lines)
+            schemas = dump_schemas(lines(handle))
+        return schemas, bool(own_txn)
     argv = render_argv(opts, tools, path, schema_only=True)
     stdin = open(path, "rb") if opts.container else subprocess.DEVNULL  # pylint: disable=consider-using-with
     try:
