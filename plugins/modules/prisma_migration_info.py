@@ -343,7 +343,10 @@ server:
   returned: success
   type: dict
 connection:
-  description: Where the module connected (host, port, database, schema, and the source of the settings), no secret.
+  description:
+    - Where the module connected (host, port, database, schema, and the source of the settings), no secret.
+    - C(database_size) is C(pg_database_size()) of the connected database in bytes, for example to check that a
+      backup fits (added in 1.0.0; null when the user may not read it).
   returned: success
   type: dict
 """
@@ -359,6 +362,17 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import P
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_evidence
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
+
+
+def _database_size(conn):
+    """pg_database_size() in bytes, or None: it needs CONNECT on the database (or pg_read_all_stats)."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT pg_database_size(current_database())")
+            return cur.fetchone()[0]
+        except Exception:  # pylint: disable=broad-except  # an optional figure must not fail the read
+            conn.rollback()
+            return None
 
 
 def run(module: AnsibleModule) -> dict:
@@ -378,6 +392,7 @@ def run(module: AnsibleModule) -> dict:
         history = read_history(conn, spec.schema)
         holder, waiters = lock_status(conn)
         server = server_info(conn)
+        database_size = _database_size(conn)
         result = build_report(history, local)
         if module.params["evidence"]:
             # Only the failed migrations, and only reads here: the replay writes in its own scratch database.
@@ -392,7 +407,7 @@ def run(module: AnsibleModule) -> dict:
         "lock_waiters": waiters,
         "server": server,
         "connection": {"host": spec.host, "port": spec.port, "database": spec.dbname, "user": spec.user,
-                       "schema": spec.schema, "source": spec.source},
+                       "schema": spec.schema, "source": spec.source, "database_size": database_size},
     })
     for entry in result["migrations"]:
         if entry["logs"]:
