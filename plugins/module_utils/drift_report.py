@@ -194,9 +194,9 @@ def render_junit(fleet: dict) -> str:
                       "  </testsuite>" % (quoteattr(host["host"]), counts["tests"], counts["failures"], counts["errors"],
                                           counts["skipped"], quoteattr(host["checked_at"] or fleet["generated_at"]),
                                           "\n".join(cases)))
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=%s tests=\"%d\" failures=\"%d\" errors=\"%d\" "
-            "skipped=\"%d\">\n%s\n</testsuites>\n" % (quoteattr(fleet["title"]), all_counts["tests"], all_counts["failures"],
-                                                    all_counts["errors"], all_counts["skipped"], "\n".join(suites)))
+    head = "<testsuites name=%s tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\">" % (
+        quoteattr(fleet["title"]), all_counts["tests"], all_counts["failures"], all_counts["errors"], all_counts["skipped"])
+    return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n%s\n%s\n</testsuites>\n" % (head, "\n".join(suites))
 
 
 # ---------------------------------------------------------------- Prometheus text format
@@ -262,8 +262,8 @@ def render_markdown(fleet: dict) -> str:
                t["not_checked"], t["error"], ", ".join(fleet["fail_on"]) or "nothing"), "",
            "| host | result | history | schema | operations | summary |", "|---|---|---|---|---|---|"]
     for h in fleet["hosts"]:
-        out.append("| %s | %s | %s | %s | %s | %s |" % (_md(h["host"]), STATE_TEXT[h["status"]],
-                                                      *(STATE_TEXT[h["checks"][c]["cell"]] for c in CHECKS), _md(h["summary"])))
+        cells = [_md(h["host"]), STATE_TEXT[h["status"]]] + [STATE_TEXT[h["checks"][c]["cell"]] for c in CHECKS]
+        out.append("| %s |" % " | ".join(cells + [_md(h["summary"])]))
     for h in fleet["hosts"]:
         out += ["", "## %s: %s" % (_md(h["host"]), STATE_TEXT[h["status"]]), ""]
         if not h["findings"]:
