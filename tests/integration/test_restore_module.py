@@ -153,7 +153,7 @@ def test_backup_dir_restores_the_newest_backup_that_verifies(seeded, tmp_path):
     assert fingerprint(seeded) != before and not db_has_table(seeded, "Audit")
 
 
-@pytest.mark.parametrize("confirm", [None, "", "production", "%s " ])
+@pytest.mark.parametrize("confirm", [None, "", "production", "%s "])
 def test_without_the_right_confirm_it_refuses_and_changes_nothing(seeded, tmp_path, confirm):
     taken = backup(seeded, tmp_path / "b")
     seeded.execute(LATER)

@@ -94,8 +94,8 @@ def test_choose_backup_is_newest_first_given_any_verifier():
         if path != "b":
             raise PrismaOpsError("no")
         return {"path": path}
-    assert rs.choose_backup([{"path": "a"}, {"path": "b"}, {"path": "c"}], verify) == ({"path": "b"},
-                                                                                      ["skipped a: no"])
+    chosen = rs.choose_backup([{"path": "a"}, {"path": "b"}, {"path": "c"}], verify)
+    assert chosen == ({"path": "b"}, ["skipped a: no"])
     assert rs.choose_backup([], verify) == (None, [])
 
 
