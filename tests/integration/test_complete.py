@@ -257,3 +257,24 @@ def test_already_applied_is_unchanged_and_refusals_change_nothing(project, db):
     assert result["failed"] is True and result["code"] == "not_failed", result["msg"]
     assert "only rolled back" in result["msg"]
     assert rows_of(db) == rolled_back and schema_dump(db) == before_schema
+
+
+def test_examples_and_docs(project, db, tmp_path):
+    """ansible-doc renders the module, and its EXAMPLES (written for the guardians migration) run as written."""
+    from tests.integration.test_module_docs import REPO, ansible_env, example_tasks, run_playbook, venv_tool
+    doc = subprocess.run([venv_tool("ansible-doc"), "prisma_ops.migrate.prisma_migration_complete"], cwd=REPO,
+                         env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert doc.returncode == 0 and "skipped_present" in doc.stdout and "not_transactional" in doc.stdout, doc.stderr
+    make_p3009(project, db, "partial")
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=%s\n" % db.url())
+    tasks = example_tasks("prisma_migration_complete", {"env_file": str(env_file),
+                                                        "migrations_dir": str(project.migrations_dir)})
+
+    proc = run_playbook(tmp_path, tasks, {})
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok=%d" % len(tasks) in proc.stdout and "failed=0" in proc.stdout
+    assert "CREATE INDEX" in proc.stdout                 # the preview's statements, shown by the debug task
+    assert db.owner.password not in proc.stdout + proc.stderr
+    assert project.deploy().returncode == 0 and project.status().returncode == 0
