@@ -175,8 +175,8 @@ def plan_completion(name: str, script: str, rows: list, table_exists: bool, loca
     if resolution.outcome == "unchanged":
         return CompletionPlan(name, "unchanged", resolution.reason, resolution=resolution)
     if resolution.outcome == "refused":
-        raise PrismaOpsError("nothing was done: %s%s" % ("%s: " % resolution.code if resolution.code else "",
-                                                          resolution.reason), code=resolution.code)
+        prefix = "%s: " % resolution.code if resolution.code else ""
+        raise PrismaOpsError("nothing was done: %s%s" % (prefix, resolution.reason), code=resolution.code)
     if not any(r.is_failed for r in mine):
         state = "only rolled back (the next prisma migrate deploy runs it again)" if mine else "never recorded"
         raise PrismaOpsError("migration %s is not failed: it is %s. This module completes a failed migration only; "

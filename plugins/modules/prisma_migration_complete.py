@@ -111,7 +111,7 @@ ran:
   type: list
   elements: dict
 skipped_present:
-  description: The statements skipped because their effect is already there, same shape as O(ran).
+  description: The statements skipped because their effect is already there, same shape as RV(ran).
   returned: always
   type: list
   elements: dict
