@@ -1,10 +1,14 @@
 #!/usr/bin/env python
-"""make demo: a real P3009 recovered by playbooks/recover.yml on this machine.
+"""make demo: real P3009s recovered by playbooks/recover.yml over the lab of SSH hosts.
 
-A throwaway PostgreSQL 15 cluster, a real Prisma project driven by the real Prisma CLI (6.19.3,
-offline), a real failed `prisma migrate deploy` that leaves deploy blocked with P3009, then the
-recover role over `ansible_connection: local`: evidence, plan, backup, resolve, deploy, verify,
-report. The cluster and the temporary files are removed at the end.
+The lab (docs/lab.md): seven hosts in containers reached over real SSH on 127.0.0.1, each with its
+own PostgreSQL, a real Prisma project and one failure scenario, made by the real Prisma CLI
+(6.19.3, offline). The demo shows the real CLI refusing with P3009, runs recover.yml over the
+whole lab (evidence, plan, backup, resolve, deploy, verify, report, fleet summary), then shows the
+real CLI's `migrate status` on a recovered host. The lab keeps running (`make lab-down` removes it).
+
+When Docker cannot run here, it falls back to one local host (`ansible_connection: local`): a
+throwaway PostgreSQL 15 cluster and a real Prisma project, recovered the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / ".collections")]
@@ -36,7 +42,67 @@ def excerpt(output: str) -> str:
     return "\n".join("  " + line for line in lines[start:start + 6])
 
 
+LAB_SH = REPO / "scripts" / "lab.sh"
+INVENTORY = REPO / "lab" / "inventory.yml"
+BACKEND = "/opt/schooliat/repo/Backend"
+SHOWCASE = "lab-notapplied"  # the host whose P3009 and recovery the demo shows with the real CLI
+
+
+def lab_ssh(host: dict, command: str) -> subprocess.CompletedProcess:
+    argv = ["ssh", "-i", host["ansible_ssh_private_key_file"], "-p", str(host["ansible_port"]), "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=5", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "root@127.0.0.1", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def lab_host(name: str) -> dict:
+    group = yaml.safe_load(INVENTORY.read_text())["lab"]
+    return dict(group["vars"], **group["hosts"][name])
+
+
+def cli_deploy(host: dict) -> subprocess.CompletedProcess:
+    return lab_ssh(host, "runuser -l app -c 'cd %s && npx prisma migrate deploy'" % BACKEND)
+
+
+def lab_demo() -> int:
+    host = lab_host(SHOWCASE)
+    blocked = cli_deploy(host)
+    if "P3009" not in blocked.stdout + blocked.stderr:
+        say("The lab was recovered by an earlier run: building every scenario again (scripts/lab.sh reset)")
+        if subprocess.run([str(LAB_SH), "reset"], check=False).returncode != 0:
+            return 1
+        blocked = cli_deploy(host)
+    say("%s: the real `npx prisma migrate deploy`, as the app user, over SSH, refuses" % SHOWCASE)
+    print(excerpt(blocked.stdout + blocked.stderr))
+    say("ansible-playbook -i lab/inventory.yml playbooks/recover.yml (7 hosts, real SSH)")
+    print("  hosts stopped for review do not fail the run here (recover_fail_on_stop=false); by default they do")
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY),
+                           "playbooks/recover.yml", "-e", '{"recover_fail_on_stop": false}'], cwd=REPO, env=env,
+                          check=False)
+    if proc.returncode != 0:
+        print("\nrecover.yml failed (exit %d)" % proc.returncode)
+        return proc.returncode
+    say("%s after: the real `npx prisma migrate status` and `migrate deploy`" % SHOWCASE)
+    status = lab_ssh(host, "runuser -l app -c 'cd %s && npx prisma migrate status; npx prisma migrate deploy'"
+                     % BACKEND)
+    wanted = [line for line in status.stdout.splitlines()
+              if "migrations found" in line or "up to date" in line or "No pending" in line or line.startswith("Error")]
+    print("\n".join("  " + line for line in wanted))
+    ok = any("up to date" in line for line in wanted)
+    say("Per-host JSON reports: ~/.prisma_ops/reports/; the lab keeps running (make lab-down removes it)")
+    return 0 if ok else 1
+
+
 def main() -> int:
+    up = subprocess.run([str(LAB_SH), "up"], check=False)
+    if up.returncode == 0:
+        return lab_demo()
+    say("The lab cannot run here (see the message above): one local host instead")
+    return local_demo()
+
+
+def local_demo() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="prisma-ops-demo-"))
     try:
         with running_cluster() as cluster:

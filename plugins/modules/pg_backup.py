@@ -115,7 +115,7 @@ options:
   container:
     description:
       - Run C(pg_dump) (and C(pg_restore --list) to verify) inside this container, for hosts where PostgreSQL runs in
-        Docker: C(<container_exec> -i -e PGPASSWORD <container> pg_dump ...). The dump streams out on standard output
+        Docker, as C(<container_exec> -i -e PGPASSWORD <container> pg_dump ...). The dump streams out on standard output
         into the same hidden temporary file on this host, and is verified, fsynced and renamed as usual.
       - The password reaches the container as C(-e PGPASSWORD), the value copied by the container CLI from its own
         environment; it is never on a command line.

@@ -50,7 +50,7 @@ options:
     type: dict
   container:
     description:
-      - Run the command inside this container (the app's), for hosts where the app runs in Docker:
+      - Run the command inside this container (the app's), for hosts where the app runs in Docker, as
         C(<container_exec> -e DATABASE_URL [-e NAME]... [-w container_workdir] [-u container_user] <container>
         <command>). The URL and the O(environment) variables reach the container as C(-e NAME), their values copied
         by the container CLI from its own environment, never on a command line.

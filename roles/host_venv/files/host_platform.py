@@ -3,6 +3,7 @@
 Run by the host_venv role with the host's own Python before any virtualenv exists; standard library only.
 """
 
+import importlib.util
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ def main():
         "glibc": glibc,
         "platforms": platforms,
         "key": "%s-%s-glibc%s" % (tag, machine, ".".join(map(str, glibc)) if glibc else "none"),
-        "venv_available": __import__("importlib").util.find_spec("venv") is not None,
+        "venv_available": importlib.util.find_spec("venv") is not None,
     }))
 
 
