@@ -20,7 +20,7 @@ DIST_DIR       := .build/dist
 help:
 	@echo "make setup         Debian packages, .venv, Prisma CLI oracle, .collections link (idempotent)"
 	@echo "make lint          ansible-lint (production profile), changelog lint, ansible-test sanity"
-	@echo "make test          setup + lint + pytest over tests/ (what .ci/run runs)"
+	@echo "make test          setup + lint + pytest over tests/ + the lab tests and Molecule (what .ci/run runs)"
 	@echo "make pytest        pytest only (PYTEST_ARGS='-k name' PYTEST_WORKERS=0 to run serially)"
 	@echo "make sanity        ansible-test sanity only (SANITY_ARGS='--test pylint')"
 	@echo "make build         build the collection tarball into $(DIST_DIR)"
@@ -49,8 +49,11 @@ sanity:
 	@echo "== ansible-test sanity (no ignore file)"
 	scripts/sanity.sh $(SANITY_ARGS)
 
+# The suite on throwaway clusters (in parallel), then the lab's tests and the Molecule scenario
+# (serially: they share the lab's hosts).
 test: lint
 	@$(MAKE) --no-print-directory pytest
+	@$(MAKE) --no-print-directory test-lab
 
 # pytest exits 5 when it collects no tests; that is a failure here and nothing masks it.
 pytest:
@@ -68,9 +71,9 @@ lab: setup
 lab-down:
 	@scripts/lab.sh down
 
-# The lab's own tests (real SSH hosts); not part of `make test` until the recover role uses the lab.
+# The lab's tests over real SSH hosts, then the Molecule scenario (tests/integration/test_molecule.py).
 test-lab: lab
-	@echo "== pytest -m lab"
+	@echo "== pytest -m lab (the lab and Molecule)"
 	pytest -m lab $(PYTEST_ARGS)
 
 build: setup

@@ -874,8 +874,8 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
             # A passfile on this host means nothing inside the container: the CLI passes PGPASSWORD on by name.
             if spec.password:
                 env["PGPASSWORD"] = spec.password
-            argv = in_container(tools, ["PGPASSWORD"] if spec.password else []) + pg_dump_argv(tools, opts, spec, None,
-                                                                                                snapshot)
+            prefix = in_container(tools, ["PGPASSWORD"] if spec.password else [])
+            argv = prefix + pg_dump_argv(tools, opts, spec, None, snapshot)
         else:
             argv = pg_dump_argv(tools, opts, spec, tmp, snapshot)
         clock = time.monotonic()

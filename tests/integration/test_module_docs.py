@@ -21,8 +21,18 @@ MODULES = {
                               "shadow_url", "recommended_action"),
     "prisma_migrate_resolve": ("state", "method", "lock_timeout", "resolved", "prisma_command"),
     "pg_backup": ("backup_dir", "reuse_within", "keep_last", "restore_command", "pg_dump_path"),
-    "prisma_migrate_deploy": ("project_dir", "command", "environment", "applied", "env_file"),
+    "prisma_migrate_deploy": ("project_dir", "command", "environment", "applied", "env_file", "container"),
+    "prisma_migration_complete": ("name", "migrations_dir", "lock_timeout", "ran", "skipped_present"),
+    "pg_restore": ("path", "backup_dir", "confirm", "history_matches", "pre_restore_backup"),
+    "prisma_drift_check": ("migrations_dir", "shadow_url", "backup_max_age", "findings", "failing_kinds"),
+    "prisma_drift_report": ("dest", "results", "formats", "keep", "failing_hosts"),
 }
+
+
+def test_every_module_is_covered():
+    """A new module must join MODULES, so its documentation is rendered and checked here."""
+    shipped = {p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if p.stem != "__init__"}
+    assert shipped == set(MODULES)
 
 
 def ansible_env() -> dict:
