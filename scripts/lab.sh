@@ -2,10 +2,15 @@
 # The lab: several test hosts as containers, each with sshd and PostgreSQL on its own loopback port
 # and one Prisma failure scenario (docs/lab.md).
 #
-#   scripts/lab.sh up       build what is missing (cached), start the hosts, write lab/inventory.yml
-#   scripts/lab.sh down     remove the lab containers and the inventory (keeps the cached images)
-#   scripts/lab.sh reset    down, then up: every scenario built again from scratch
-#   scripts/lab.sh status   each host, its container state, and whether ssh answers (exit 1 if not all)
+#   scripts/lab.sh up [GROUP]        build what is missing (cached), start the hosts, write the inventory
+#   scripts/lab.sh down [GROUP]      remove the group's containers and inventory (keeps the cached images)
+#   scripts/lab.sh reset [GROUP]     down, then up: every scenario of the group built again from scratch
+#   scripts/lab.sh status [GROUP]    each host, its container state, and whether ssh answers (exit 1 if not all)
+#   scripts/lab.sh reset-host NAME...  rebuild only those hosts' scenarios, in place (new password, fresh P3009)
+#
+# GROUP is `lab` (the default: the seven scenario hosts, lab/inventory.yml, used by Molecule and the
+# demo), `faults` (the fault-campaign hosts, lab/inventory_faults.yml, group lab_faults; only
+# tests/integration/test_faults.py uses them) or `all`.
 #
 # Every container runs with --network host and binds to 127.0.0.1 only: the engine has no bridge.
 # Caches live outside the checkout, in LAB_CACHE (default ~/.cache/prisma_ops_migrate/lab):
@@ -19,9 +24,14 @@ cache=${LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/lab}
 oracle=${PRISMA_ORACLE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/prisma-6.19.3}
 mirror=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 inventory=$repo/lab/inventory.yml
+fault_inventory=$repo/lab/inventory_faults.yml
 key=$cache/ssh/id_ed25519
 base_image=prisma-ops-lab-base:bookworm
 label=prisma-ops-lab
+# The fault hosts carry their own label, so `down`/`reset` of the lab (Molecule's create and destroy)
+# leave them alone and the reverse.
+fault_label=prisma-ops-lab-faults
+group_label=$label
 app_dir=/opt/schooliat/repo/Backend
 failing=20240301000000_grades
 
@@ -35,6 +45,21 @@ hosts=(
   "lab-healthy     healthy             22206 25436 in_sync        none        none"
   "lab-docker      containerised       22207 25437 deploy_blocked not_applied resolve_rolled_back"
 )
+
+# The fault campaign's hosts (tests/integration/test_faults.py, docs/reliability.md): fresh P3009s
+# that the tests break on purpose and rebuild with reset-host. Their sshd is started with
+# `docker exec` (not PID 1), so a test can kill it and start it again without stopping the
+# container. lab-fault5's backup directory is a 16 MiB tmpfs (the full-disk test fills it).
+# name  scenario  ssh-port  pg-port  expected-state  expected-verdict  expected-action  backup-tmpfs
+fault_hosts=(
+  "lab-fault1      not_applied         22211 25441 deploy_blocked not_applied resolve_rolled_back -"
+  "lab-fault2      not_applied         22212 25442 deploy_blocked not_applied resolve_rolled_back -"
+  "lab-fault3      not_applied         22213 25443 deploy_blocked not_applied resolve_rolled_back -"
+  "lab-fault4      not_applied         22214 25444 deploy_blocked not_applied resolve_rolled_back -"
+  "lab-fault5      not_applied         22215 25445 deploy_blocked not_applied resolve_rolled_back 16m"
+  "lab-faultdocker containerised       22216 25446 deploy_blocked not_applied resolve_rolled_back -"
+)
+backups_dir=/opt/schooliat/shared/backups
 
 die() { echo "lab: $*" >&2; exit 1; }
 say() { echo "lab: $*"; }
@@ -178,7 +203,7 @@ ensure_container() {
   for port in $ports; do
     port_in_use "$port" && die "$name: port $port on 127.0.0.1 is already in use by another program"
   done
-  docker run -d --name "$name" --hostname "$name" --network host --label "$label=1" \
+  docker run -d --name "$name" --hostname "$name" --network host --label "$group_label=1" \
     --label "$label.key=$want" --stop-timeout 20 "$@" "$image" >/dev/null
   return 0
 }
@@ -198,22 +223,44 @@ copy_lab_files() {
   docker cp "$repo/lab/scenario.sh" "$1:/opt/lab/scenario.sh" >/dev/null
 }
 
+# sshd for a fault host (no LAB_SSH_PORT: PID 1 does not wait on it): started, unless it answers.
+start_sshd() {
+  local name=$1 port=$2
+  ssh_answers "$port" && return 0
+  docker exec "$name" sh -c "mkdir -p /run/sshd && /usr/sbin/sshd -p $port -o ListenAddress=127.0.0.1"
+}
+
+# sshd as PID 1's child for the lab; started apart (start_sshd) on the fault hosts.
+ssh_env() { if [ "$group_label" = "$label" ]; then echo "-e LAB_SSH_PORT=$1"; fi; }
+
+build_host_scenario() {
+  local name=$1 scenario=$2 pg_port=$3 password
+  copy_lab_files "$name"
+  password=$(openssl rand -hex 16)
+  # -e NAME without a value passes it from this environment: never on a command line.
+  LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh db-init
+  LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh app "$scenario"
+  docker exec "$name" touch /opt/lab/ready
+}
+
 # One ordinary host: sshd, PostgreSQL and the app in one container.
 up_host() {
-  local name=$1 scenario=$2 ssh_port=$3 pg_port=$4 password
-  if ensure_container "$name" "$lab_image" "$lab_image/$app_hash/$scenario" "$ssh_port $pg_port" \
-       -e "LAB_SSH_PORT=$ssh_port" -e "LAB_PG_PORT=$pg_port" \
+  local name=$1 scenario=$2 ssh_port=$3 pg_port=$4 tmpfs=${5:--} extra=() want
+  want="$lab_image/$app_hash/$scenario"
+  if [ "$tmpfs" != - ]; then
+    extra=(--tmpfs "$backups_dir:size=$tmpfs,mode=0750")
+    want="$want/tmpfs-$tmpfs"
+  fi
+  # shellcheck disable=SC2046 # ssh_env: zero or two words
+  if ensure_container "$name" "$lab_image" "$want" "$ssh_port $pg_port" \
+       $(ssh_env "$ssh_port") -e "LAB_PG_PORT=$pg_port" "${extra[@]}" \
        -v "$cache/ssh/authorized_keys:/root/.ssh/authorized_keys:ro"; then
     wait_pg "$name" "$pg_port"
-    copy_lab_files "$name"
-    password=$(openssl rand -hex 16)
-    # -e NAME without a value passes it from this environment: never on a command line.
-    LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh db-init
-    LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh app "$scenario"
-    docker exec "$name" touch /opt/lab/ready
+    build_host_scenario "$name" "$scenario" "$pg_port"
   else
     wait_pg "$name" "$pg_port"
   fi
+  [ "$group_label" = "$label" ] || start_sshd "$name" "$ssh_port"
 }
 
 # The containerised host: sshd in one container (with the docker CLI and the engine socket),
@@ -223,9 +270,11 @@ up_docker_host() {
   want="$docker_image/$app_hash/containerised"
   ensure_container "$name-db" "$lab_image" "$want" "$pg_port" -e "LAB_PG_PORT=$pg_port" && fresh=1
   ensure_container "$name-app" "$lab_image" "$want" "" && fresh=1
-  ensure_container "$name" "$docker_image" "$want" "$ssh_port" -e "LAB_SSH_PORT=$ssh_port" \
+  # shellcheck disable=SC2046 # ssh_env: zero or two words
+  ensure_container "$name" "$docker_image" "$want" "$ssh_port" $(ssh_env "$ssh_port") \
     -v "$cache/ssh/authorized_keys:/root/.ssh/authorized_keys:ro" \
     -v /var/run/docker.sock:/var/run/docker.sock && fresh=1
+  [ "$group_label" = "$label" ] || start_sshd "$name" "$ssh_port"
   if [ "$fresh" = 0 ]; then wait_pg "$name-db" "$pg_port"; return 0; fi
   # One part new means the scenario is rebuilt across all three.
   docker rm -f "$name-db" "$name-app" >/dev/null 2>&1
@@ -233,6 +282,11 @@ up_docker_host() {
   ensure_container "$name-app" "$lab_image" "$want" "" || true
   docker exec "$name" rm -f /opt/lab/scenario.done /opt/lab/ready
   wait_pg "$name-db" "$pg_port"
+  build_docker_scenario "$name" "$pg_port"
+}
+
+build_docker_scenario() {
+  local name=$1 pg_port=$2 password part
   password=$(openssl rand -hex 16)
   for part in "$name-db" "$name-app" "$name"; do copy_lab_files "$part"; done
   export LAB_DB_PASSWORD=$password
@@ -252,12 +306,30 @@ wait_ssh() {
   die "$name: sshd did not answer on 127.0.0.1:$port within 30 attempts"
 }
 
+# select_group lab|faults: the hosts, inventory, group name and container label the commands act on.
+select_group() {
+  case "$1" in
+    lab) group_hosts=("${hosts[@]}"); group_inventory=$inventory; group_name=lab; group_label=$label ;;
+    faults) group_hosts=("${fault_hosts[@]}"); group_inventory=$fault_inventory; group_name=lab_faults
+            group_label=$fault_label ;;
+    *) die "unknown group $1: lab, faults or all" ;;
+  esac
+}
+
+groups_of() {
+  case "${1:-lab}" in
+    all) echo lab faults ;;
+    lab|faults) echo "${1:-lab}" ;;
+    *) die "unknown group $1: lab, faults or all" ;;
+  esac
+}
+
 write_inventory() {
   local line name scenario ssh_port pg_port state verdict action
   {
     echo "---"
     echo "# Generated by scripts/lab.sh up; removed by scripts/lab.sh down. Do not edit."
-    echo "lab:"
+    echo "$group_name:"
     echo "  vars:"
     echo "    ansible_host: 127.0.0.1"
     echo "    ansible_user: root"
@@ -269,11 +341,11 @@ write_inventory() {
     echo "    lab_migrations_dir: $app_dir/src/prisma/db/migrations"
     echo "    lab_schema_path: src/prisma/db/schema.prisma"
     echo "    lab_app_user: app"
-    echo "    lab_backup_dir: /opt/schooliat/shared/backups"
+    echo "    lab_backup_dir: $backups_dir"
     echo "    lab_failed_migration: $failing"
     echo "  hosts:"
-    for line in "${hosts[@]}"; do
-      read -r name scenario ssh_port pg_port state verdict action <<<"$line"
+    for line in "${group_hosts[@]}"; do
+      read -r name scenario ssh_port pg_port state verdict action _ <<<"$line"
       echo "    $name:"
       echo "      ansible_port: $ssh_port"
       echo "      lab_scenario: $scenario"
@@ -286,25 +358,28 @@ write_inventory() {
         echo "      lab_db_container: $name-db"
       fi
     done
-  } >"$inventory.tmp"
-  mv "$inventory.tmp" "$inventory"
+  } >"$group_inventory.tmp"
+  mv "$group_inventory.tmp" "$group_inventory"
 }
 
-cmd_up() {
-  local line name scenario ssh_port pg_port failed=0 pids=() names=() i
+prepare_build() {
   "$repo/scripts/docker-engine.sh"
   mkdir -p "$cache/logs"
   build_base
   build_images
   stage_app
   ensure_key
+}
+
+cmd_up() {
+  local line name scenario ssh_port pg_port tmpfs failed=0 pids=() names=() i
   # Hosts come up in parallel; each one's output goes to its own log.
-  for line in "${hosts[@]}"; do
-    read -r name scenario ssh_port pg_port _ <<<"$line"
+  for line in "${group_hosts[@]}"; do
+    read -r name scenario ssh_port pg_port _ _ _ tmpfs <<<"$line"
     if [ "$scenario" = containerised ]; then
       up_docker_host "$name" "$scenario" "$ssh_port" "$pg_port" >"$cache/logs/$name.log" 2>&1 &
     else
-      up_host "$name" "$scenario" "$ssh_port" "$pg_port" >"$cache/logs/$name.log" 2>&1 &
+      up_host "$name" "$scenario" "$ssh_port" "$pg_port" "${tmpfs:--}" >"$cache/logs/$name.log" 2>&1 &
     fi
     pids+=("$!")
     names+=("$name")
@@ -317,42 +392,105 @@ cmd_up() {
     fi
   done
   [ "$failed" = 0 ] || die "some hosts did not come up (see above)"
-  for line in "${hosts[@]}"; do
+  for line in "${group_hosts[@]}"; do
     read -r name scenario ssh_port _ <<<"$line"
     wait_ssh "$name" "$ssh_port"
   done
   write_inventory
-  say "${#hosts[@]} hosts up; inventory: lab/inventory.yml (scripts/lab.sh status)"
+  say "${#group_hosts[@]} hosts up; inventory: ${group_inventory#"$repo"/} (group $group_name)"
 }
 
 cmd_down() {
   local ids
-  rm -f "$inventory"
+  rm -f "$group_inventory"
   if ! docker info >/dev/null 2>&1; then
     say "the Docker engine is not running: no lab containers to remove"
     return 0
   fi
-  ids=$(docker ps -aq --filter "label=$label=1")
+  ids=$(docker ps -aq --filter "label=$group_label=1")
   if [ -n "$ids" ]; then
     # shellcheck disable=SC2086 # one id per word
     docker rm -f $ids >/dev/null
-    say "removed $(wc -w <<<"$ids") lab containers (images kept)"
+    say "removed $(wc -w <<<"$ids") $group_name containers (images kept)"
   else
-    say "no lab containers"
+    say "no $group_name containers"
   fi
 }
 
 cmd_status() {
-  local line name ssh_port all=0 answers
+  local line name scenario ssh_port all=0 answers
   docker info >/dev/null 2>&1 || die "the Docker engine is not running (scripts/docker-engine.sh starts it)"
   printf '%-16s %-20s %-6s %-10s %s\n' HOST SCENARIO SSH CONTAINER SSH_ANSWERS
-  for line in "${hosts[@]}"; do
+  for line in "${group_hosts[@]}"; do
     read -r name scenario ssh_port _ <<<"$line"
     answers=no
     if ssh_answers "$ssh_port"; then answers=yes; else all=1; fi
     printf '%-16s %-20s %-6s %-10s %s\n' "$name" "$scenario" "$ssh_port" "$(container_state "$name")" "$answers"
   done
   return "$all"
+}
+
+# Undo a scenario inside one container (not in lab/scenario.sh: its hash is part of every host's label,
+# so changing it would rebuild the whole lab). `db` drops the role and database, `files` the app tree
+# (but node_modules), the scenario's markers and the backups (the directory may be a tmpfs: kept).
+undo_scenario() {
+  local name=$1 pg_port=$2
+  shift 2
+  docker exec -e "LAB_PG_PORT=$pg_port" -e "LAB_APP_DIR=$app_dir" -e "LAB_BACKUPS=$backups_dir" "$name" bash -c '
+    set -euo pipefail
+    for part in "$@"; do
+      case "$part" in
+        db) for sql in "DROP DATABASE IF EXISTS schooliat WITH (FORCE)" "DROP ROLE IF EXISTS schooliat"; do
+              runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$LAB_PG_PORT" -c "$sql"
+            done ;;
+        files) if [ -d "$LAB_APP_DIR" ]; then find "$LAB_APP_DIR" -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} +; fi
+               if [ -d "$LAB_BACKUPS" ]; then find "$LAB_BACKUPS" -mindepth 1 -delete; fi
+               rm -rf /opt/lab/held /opt/lab/scenario.done /opt/lab/scenario.log /opt/lab/ready ;;
+      esac
+    done' undo "$@"
+}
+
+# Rebuild one host's scenario in place: PostgreSQL and sshd started if a test stopped them, the role
+# and database dropped, the app tree, markers and backups removed, then the scenario built again with a
+# new password. The container (and the modules' virtualenv in it) stays, so this takes seconds.
+reset_one() {
+  local want=$1 line name scenario ssh_port pg_port part
+  for line in "${hosts[@]}" "${fault_hosts[@]}"; do
+    read -r name scenario ssh_port pg_port _ <<<"$line"
+    [ "$name" = "$want" ] || continue
+    if [ "$scenario" = containerised ]; then
+      for part in "$name-db" "$name-app" "$name"; do
+        [ "$(container_state "$part")" = running ] || die "$part is not running: scripts/lab.sh up first"
+      done
+      docker exec "$name-db" sh -c 'pg_ctlcluster 15 main status >/dev/null || pg_ctlcluster 15 main start'
+      wait_pg "$name-db" "$pg_port"
+      undo_scenario "$name-db" "$pg_port" db files
+      undo_scenario "$name-app" "$pg_port" files
+      undo_scenario "$name" "$pg_port" files
+      build_docker_scenario "$name" "$pg_port"
+    else
+      [ "$(container_state "$name")" = running ] || die "$name is not running: scripts/lab.sh up first"
+      docker exec "$name" sh -c 'pg_ctlcluster 15 main status >/dev/null || pg_ctlcluster 15 main start'
+      wait_pg "$name" "$pg_port"
+      undo_scenario "$name" "$pg_port" db files
+      build_host_scenario "$name" "$scenario" "$pg_port"
+    fi
+    if [ "$(docker inspect -f "{{index .Config.Labels \"$fault_label\"}}" "$name")" = 1 ]; then
+      start_sshd "$name" "$ssh_port"
+    fi
+    wait_ssh "$name" "$ssh_port"
+    say "$name: $scenario rebuilt"
+    return 0
+  done
+  die "no lab host named $want"
+}
+
+cmd_reset_host() {
+  local name
+  [ "$#" -gt 0 ] || die "usage: scripts/lab.sh reset-host NAME..."
+  docker info >/dev/null 2>&1 || die "the Docker engine is not running (scripts/docker-engine.sh starts it)"
+  stage_app
+  for name in "$@"; do reset_one "$name"; done
 }
 
 # One lab command at a time (parallel test workers may all ask for `up`): wait, bounded, for the lock.
@@ -362,10 +500,13 @@ lock() {
   flock -w 1200 9 || die "another scripts/lab.sh still holds $cache/lab.lock after 20 minutes"
 }
 
-case "${1:-}" in
-  up) lock; cmd_up ;;
-  down) lock; cmd_down ;;
-  reset) lock; cmd_down; cmd_up ;;
-  status) cmd_status ;;
-  *) echo "usage: scripts/lab.sh up | down | reset | status" >&2; exit 2 ;;
+command=${1:-}
+[ "$#" -gt 0 ] && shift
+case "$command" in
+  up) lock; prepare_build; for g in $(groups_of "${1:-}"); do select_group "$g"; cmd_up; done ;;
+  down) lock; for g in $(groups_of "${1:-}"); do select_group "$g"; cmd_down; done ;;
+  reset) lock; prepare_build; for g in $(groups_of "${1:-}"); do select_group "$g"; cmd_down; cmd_up; done ;;
+  status) rc=0; for g in $(groups_of "${1:-}"); do select_group "$g"; cmd_status || rc=1; done; exit "$rc" ;;
+  reset-host) lock; cmd_reset_host "$@" ;;
+  *) echo "usage: scripts/lab.sh up|down|reset|status [lab|faults|all] | reset-host NAME..." >&2; exit 2 ;;
 esac
