@@ -32,13 +32,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import PRISMA_LOCK_KEY
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.backup import (
     EXT_TO_FORMAT, FORMATS, MANIFEST_SUFFIX, PREFIX_RE, STDERR_LIMIT, checksum, child_environment, conninfo_quote,
     find_tools, first_lines, history_for_manifest, list_backups, parse_time, passfile_line, read_manifest,
     server_major,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import (
+    DEFAULT_CONTAINER_EXEC, check_container_args, container_argv,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
     ConnectionSpec, connect, scrub, server_info,
@@ -47,8 +50,6 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import P
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import quote_ident
 
 APPLICATION_NAME = "prisma_ops.migrate/pg_restore"
-CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-CONTAINER_ENGINES = ("docker", "podman")
 # The header pg_dump writes before every object: "-- Name: User; Type: TABLE; Schema: public; Owner: app".
 HEADER_RE = re.compile(r"^-- (?:Data for )?Name: .*; Type: (?P<type>[^;]*); Schema: (?P<schema>[^;]*); Owner: .*$")
 SCHEMA_HEADER_RE = re.compile(r"^-- Name: (?P<name>.*); Type: SCHEMA; Schema: -; Owner: .*$")
@@ -72,7 +73,8 @@ class RestoreOptions:
     prefix: str = "prisma"
     confirm: str | None = None
     container: str | None = None
-    container_engine: str = "docker"
+    # `<container_exec> -i <container> psql ...`, as pg_backup and prisma_migrate_deploy run theirs (container.py).
+    container_exec: list = field(default_factory=lambda: list(DEFAULT_CONTAINER_EXEC))
     pre_restore_backup: str | None = None
     lock_timeout: int = 60
 
@@ -88,11 +90,9 @@ class RestoreOptions:
         if not PREFIX_RE.match(prefix):
             raise PrismaOpsError("prefix %r is not a pg_backup prefix: letters, digits, '.', '_' and '-'" % prefix)
         container = params.get("container") or None
-        if container is not None and not CONTAINER_RE.match(container):
-            raise PrismaOpsError("container %r is not a container name or id" % container)
-        engine = params.get("container_engine") or "docker"
-        if engine not in CONTAINER_ENGINES:
-            raise PrismaOpsError("container_engine must be one of %s, not %r" % (", ".join(CONTAINER_ENGINES), engine))
+        container_exec = list(params.get("container_exec") or DEFAULT_CONTAINER_EXEC)
+        if container is not None:
+            check_container_args(container, container_exec)
         lock_timeout = params.get("lock_timeout")
         lock_timeout = 60 if lock_timeout is None else int(lock_timeout)
         if lock_timeout < 1:
@@ -102,7 +102,7 @@ class RestoreOptions:
             return os.path.abspath(os.path.expanduser(str(value))) if value else None
 
         return cls(path=absolute(path), backup_dir=absolute(backup_dir), prefix=prefix,
-                   confirm=params.get("confirm"), container=container, container_engine=engine,
+                   confirm=params.get("confirm"), container=container, container_exec=container_exec,
                    pre_restore_backup=absolute(params.get("pre_restore_backup")), lock_timeout=lock_timeout)
 
 
@@ -362,10 +362,10 @@ def client_conninfo(spec: ConnectionSpec) -> str:
 
 
 def exec_prefix(opts: RestoreOptions, password: bool) -> list:
-    """`docker exec -i [-e PGPASSWORD] <container>`: the password goes by name, its value only in the environment."""
+    """`<container_exec> -i [-e PGPASSWORD] <container>`: the password goes by name, its value only in the environment."""
     if not opts.container:
         return []
-    return [opts.container_engine, "exec", "-i"] + (["-e", "PGPASSWORD"] if password else []) + [opts.container]
+    return container_argv(opts.container_exec, opts.container, ["PGPASSWORD"] if password else [], stdin=True)
 
 
 def render_argv(opts: RestoreOptions, tools: dict, path: str, schema_only: bool = False) -> list:

@@ -75,17 +75,19 @@ options:
     default: 60
   container:
     description:
-      - Run C(pg_restore) and C(psql) inside this container (C(<container_engine> exec -i <container> ...)), for hosts
-        whose PostgreSQL client lives in the database container. The backup is streamed on stdin, so the directory
+      - Run C(pg_restore) and C(psql) inside this container (C(<container_exec> -i <container> ...)), for hosts
+        whose PostgreSQL client lives in the database container, as M(prisma_ops.migrate.pg_backup) runs C(pg_dump). The backup is streamed on stdin, so the directory
         format is not supported there. The connection options must reach the database from inside the container as
         well as from the host (for example C(127.0.0.1) with host networking, or a port published to loopback).
     type: str
-  container_engine:
+  container_exec:
     description:
-      - The container engine's client.
-    type: str
-    choices: [docker, podman]
-    default: docker
+      - The command that runs a program in O(container), as a list, for example C([podman, exec]) or C([docker,
+        compose, -f, /opt/schooliat/compose.yml, exec, -T]) with a compose service name as O(container); the same
+        option as in M(prisma_ops.migrate.pg_backup).
+    type: list
+    elements: str
+    default: [docker, exec]
 notes:
   - A restore replaces the whole content of the schemas concerned; objects in schemas the backup does not know are
     left alone. Sessions of the app must be stopped first, or the restore waits O(lock_timeout) and gives up.
@@ -231,7 +233,7 @@ def main() -> None:
         pre_restore_backup=dict(type="path"),
         lock_timeout=dict(type="int", default=60),
         container=dict(type="str"),
-        container_engine=dict(type="str", default="docker", choices=["docker", "podman"]),
+        container_exec=dict(type="list", elements="str", default=["docker", "exec"]),
     )
     module = RestoreModule(
         argument_spec=argument_spec,

@@ -25,8 +25,8 @@ ROW = {"id": "1", "migration_name": "20250101000000_init", "checksum": "a" * 64,
     ({}, "not neither"),
     ({"path": "/b/x.dump", "backup_dir": "/b"}, "not both"),
     ({"backup_dir": "/b", "prefix": "../x"}, "not a pg_backup prefix"),
-    ({"path": "/b/x.dump", "container": "a b"}, "not a container name"),
-    ({"path": "/b/x.dump", "container_engine": "lxc"}, "container_engine must be one of docker, podman"),
+    ({"path": "/b/x.dump", "container": "a b"}, "is not a container or service name"),
+    ({"path": "/b/x.dump", "container": "db", "container_exec": ["docker", ""]}, "container_exec must be the command"),
     ({"path": "/b/x.dump", "lock_timeout": 0}, "lock_timeout must be at least 1"),
 ])
 def test_bad_options_are_one_clear_error(params, needle):
@@ -176,3 +176,8 @@ def test_argv_never_holds_the_password_and_the_container_gets_it_by_name():
     assert "sslmode='require'" in conninfo and "application_name='prisma_ops.migrate/pg_restore'" in conninfo
     no_password = parse_database_url("postgresql://app@h:5432/shop")
     assert "-e" not in rs.psql_argv(docker, rs.container_tools(), no_password, "plain", "/b/x.sql", "")
+    # container_exec as in pg_backup and prisma_migrate_deploy: a compose service, the same container.py helper.
+    compose = rs.RestoreOptions.from_params({"path": "/b/x.dump", "container": "db",
+                                             "container_exec": ["docker", "compose", "exec", "-T"]})
+    assert rs.psql_argv(compose, rs.container_tools(), spec, "custom", "/b/x.dump", "")[:8] == [
+        "docker", "compose", "exec", "-T", "-i", "-e", "PGPASSWORD", "db"]
