@@ -490,7 +490,23 @@ cmd_reset_host() {
   [ "$#" -gt 0 ] || die "usage: scripts/lab.sh reset-host NAME..."
   docker info >/dev/null 2>&1 || die "the Docker engine is not running (scripts/docker-engine.sh starts it)"
   stage_app
-  for name in "$@"; do reset_one "$name"; done
+  # In parallel, each into its own log, like `up`.
+  local pids=() i failed=0
+  for name in "$@"; do
+    reset_one "$name" >"$cache/logs/$name.reset.log" 2>&1 &
+    pids+=("$!")
+  done
+  for i in "${!pids[@]}"; do
+    name=${*:$((i + 1)):1}
+    if wait "${pids[$i]}"; then
+      tail -n 1 "$cache/logs/$name.reset.log"
+    else
+      failed=1
+      echo "lab: reset-host $name failed; last lines of $cache/logs/$name.reset.log:" >&2
+      tail -n 15 "$cache/logs/$name.reset.log" >&2
+    fi
+  done
+  [ "$failed" = 0 ] || die "some hosts were not rebuilt (see above)"
 }
 
 # One lab command at a time (parallel test workers may all ask for `up`): wait, bounded, for the lock.
