@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,3 +153,59 @@ def test_second_up_is_fast_and_keeps_hosts(lab):
     assert status.returncode == 0, status.stdout + status.stderr
     for name in lab:
         assert name in status.stdout
+
+
+def lab_history(host: dict) -> list:
+    """(name, finished, rolled back) rows of the host's _prisma_migrations, read with psql as the superuser."""
+    container = host.get("lab_db_container", host["inventory_name"])
+    proc = run(["docker", "exec", container, "runuser", "-u", "postgres", "--", "psql", "-X", "-tA", "-F", "|",
+                "-p", str(host["lab_db_port"]), "-d", "schooliat", "-c",
+                "SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL FROM _prisma_migrations "
+                "ORDER BY started_at"], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(line.split("|")) for line in proc.stdout.splitlines()]
+
+
+def recover(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/recover.yml", "-l", "lab",
+            "-e", json.dumps({"recover_report_dir": str(tmp_path / "reports"), "recover_deploy_retry_delay": 1}), *extra]
+    return run(argv, timeout=900, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+
+
+def test_fleet_in_batches_stops_past_max_fail_and_skips_an_unreachable_host(lab, tmp_path):
+    """recover.yml over the lab in batches: max_fail_percentage stops the later batches; then, with one host's
+    container stopped, that host is reported unreachable and skipped while the others recover."""
+    for name, host in lab.items():
+        host["inventory_name"] = name
+    before = {name: lab_history(host) for name, host in lab.items()}
+    # Batches of 3 in inventory order: [applied, notapplied, partial], [byhand, pending, healthy], [docker].
+    # lab-partial stops at the plan (partial evidence): 1 of 3 is over 20 %, so Ansible ends the batch right
+    # after that task, before any host of it wrote anything, and no later batch starts.
+    first = recover(tmp_path, "-e", '{"recover_serial": 3, "recover_max_fail_percentage": 20}')
+    assert first.returncode != 0
+    assert first.stdout.count("PLAY [Recover failed Prisma migrations]") == 1, first.stdout[-3000:]
+    assert "PLAY [Fleet summary]" not in first.stdout  # Ansible ends the run when a batch breaks the threshold
+    assert {name: lab_history(host) for name, host in lab.items()} == before
+
+    run(["docker", "stop", "-t", "5", "lab-healthy"], timeout=120)
+    try:
+        second = recover(tmp_path, "-e", '{"recover_serial": 3, "recover_fail_on_stop": false}')
+    finally:
+        assert run([str(LAB_SH), "up"], timeout=600).returncode == 0  # starts lab-healthy again
+    output = second.stdout + second.stderr
+    flat = " ".join(output.split())  # the yaml callback folds long lines
+    assert second.returncode != 0, output[-3000:]
+    assert second.stdout.count("PLAY [Recover failed Prisma migrations]") == 3
+    assert "FLEET: 7 host(s): 4 recovered, 0 already in sync, 2 stopped for review, 0 failed, 1 unreachable" in flat, \
+        output[-4000:]
+    assert "lab-healthy: unreachable" in flat
+    assert "lab-healthy could not be reached, so nothing was done there" in flat
+    for name in ("lab-applied", "lab-notapplied", "lab-pending", "lab-docker"):
+        rows = lab_history(lab[name])
+        failed = [r for r in rows if r[1] == "f" and r[2] == "f"]
+        applied = {r[0] for r in rows if r[1] == "t" and r[2] == "f"}
+        assert not failed and len(applied) == 4, (name, rows)
+    for name in ("lab-partial", "lab-byhand"):
+        assert [r[0] for r in lab_history(lab[name]) if r[1] == "f" and r[2] == "f"] == [lab[name]["lab_failed_migration"]]
+    report = json.loads((tmp_path / "reports" / "lab-partial.json").read_text())
+    assert report["status"] == "stopped"
