@@ -16,6 +16,7 @@ temporary file, so a final name always means a complete, verified dump.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import glob
 import grp
 import hashlib
@@ -790,12 +791,58 @@ def export_snapshot(conn) -> str | None:
 # The whole operation
 
 
+LOCK_WAIT = 900
+
+
+def lock_backup_dir(backup_dir: str, wait: float = LOCK_WAIT) -> int:
+    """An exclusive flock on the backup directory itself, waited for at most `wait` seconds; its open fd.
+
+    Two runs at once (two operators, cron and a person) must not both dump, nor race for one name: the second
+    waits here, then finds the first one's backup and reuses it. The lock dies with the process that holds it,
+    so a killed run leaves nothing to clean up, and no lock file is left in the directory."""
+    try:
+        fd = os.open(backup_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise PrismaOpsError("cannot open backup_dir %s: %s; nothing was changed" % (backup_dir, exc.strerror or exc))
+    started = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() - started >= wait:
+                os.close(fd)
+                raise PrismaOpsError("another pg_backup into %s has held its lock for %d s: wait for it to finish, then "
+                                     "run again; nothing was changed" % (backup_dir, wait), code="backup_locked")
+            time.sleep(0.2)
+
+
+class _LockedLate(Exception):
+    """The backup directory was created (and locked) only now: choose again, under the lock."""
+
+
 def run_backup(spec: ConnectionSpec, opts: BackupOptions, check_mode: bool = False) -> dict:
     """Take (or reuse) a verified backup; apply retention. Returns the module's result; raises PrismaOpsError."""
     secrets = list(spec.secrets)
     uid, gid = resolve_owner(opts.owner, opts.group)
     dir_state = check_backup_dir(opts.backup_dir)
     notes: list = []
+    # One backup at a time per directory, from choosing (reuse, or a new name) to the manifest (lock_backup_dir).
+    # A directory that does not exist yet is locked once it is created, and the choice is made again under the lock.
+    lock = {"fd": None}
+    if not check_mode and dir_state["exists"]:
+        lock["fd"] = lock_backup_dir(opts.backup_dir)
+    try:
+        try:
+            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, notes, lock)
+        except _LockedLate:
+            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, {"exists": True}, notes, lock)
+    finally:
+        if lock["fd"] is not None:
+            os.close(lock["fd"])
+
+
+def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, notes, lock) -> dict:
     conn = connect(spec, application_name=APPLICATION_NAME, autocommit=False)
     try:
         # One read-only snapshot: server facts, the history rows, and (exported) the dump itself.
@@ -827,6 +874,9 @@ def run_backup(spec: ConnectionSpec, opts: BackupOptions, check_mode: bool = Fal
             keep = {path}
             if not check_mode:
                 dir_changed = ensure_backup_dir(opts.backup_dir, uid, gid)
+                if lock["fd"] is None:
+                    lock["fd"] = lock_backup_dir(opts.backup_dir)
+                    raise _LockedLate()
                 done = dump(conn, spec, opts, tools, path, info, now, secrets, uid, gid)
                 result.update(done, dir_changed=dir_changed)
                 backups = list_backups(opts.backup_dir, opts.prefix, database)
