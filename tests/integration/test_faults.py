@@ -438,3 +438,103 @@ def test_wrong_password_on_one_host_of_five(hosts, tmp_path):
     # The password fixed, the next normal run recovers that host too.
     assert sh(bad, "sed -i 's#%s@#%s@#' %s" % (wrong, real, bad["lab_env_file"])).returncode == 0
     next_run_recovers(bad, tmp_path, bad_before, students(bad))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile names and a hostile .env
+
+
+# Prisma itself refuses (P3015) folder names with a double quote, '<', '>', '|' or glob characters (* ? {}).
+WEIRD = "20240501000000_it's a weird name; $(touch /tmp/pwned-mig) `touch /tmp/pwned-tick` & done"
+
+
+def test_weird_migration_name_and_env_file_nothing_executed(hosts, tmp_path):
+    host = hosts["lab-fault1"]
+    reset(host["name"])
+    before, data = history(host), students(host)
+    url = env_url(host)
+    migrations = host["lab_migrations_dir"]
+    env_text = ("# a comment with $(touch /tmp/pwned-env-comment)\n"
+                "export NODE_ENV = production\n"
+                "SHELLISH='$(touch /tmp/pwned-env-value)'\n"
+                "  export   DATABASE_URL =  \"%s\"   # trailing comment `touch /tmp/pwned-env-tick`\n"
+                "OTHER = \"a b # not a comment\"\n" % url)
+    folder = os.path.join(migrations, WEIRD)
+    script = "import os, sys; os.makedirs(sys.argv[1]); open(os.path.join(sys.argv[1], 'migration.sql'), 'w')" \
+             ".write('CREATE TABLE \"Weird\" (\"id\" INTEGER);\\n'); open(sys.argv[2], 'w').write(sys.argv[3])"
+    proc = run(["docker", "exec", host["name"], "python3", "-c", script, folder, host["lab_env_file"], env_text])
+    assert proc.returncode == 0, proc.stderr
+    sh(host, "chown -R app:app %s %s && chmod 0600 %s" % (migrations, host["lab_env_file"], host["lab_env_file"]))
+
+    proc = playbook(host, tmp_path)
+
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    after = history(host)
+    assert_rows_kept(before, after)
+    weird_rows = [r for r in after.values() if r["name"] == WEIRD]
+    assert len(weird_rows) == 1 and weird_rows[0]["finished"] != "-", after
+    assert psql(host, "SELECT to_regclass('public.\"Weird\"') IS NOT NULL") == [["t"]]
+    assert students(host) == data
+    pwned = sh(host, "ls /tmp/pwned* 2>/dev/null; ls /tmp | grep -c pwned || true").stdout
+    assert pwned.strip() == "0", pwned
+    assert not list(Path("/tmp").glob("pwned*"))
+    report = json.loads((tmp_path / "reports" / ("%s.json" % host["name"])).read_text())
+    assert report["status"] == "recovered" and WEIRD in report["actions"][-1]["applied"], report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Secrets at -vvv, and the restore on the containerised host
+
+
+def scan(texts: dict, secrets: list) -> list:
+    return [(where, secret[:6] + "...") for where, text in texts.items() for secret in secrets if secret in text]
+
+
+@pytest.mark.parametrize("name", ["lab-fault2", "lab-faultdocker"])
+def test_no_secret_anywhere_at_vvv_and_restore(hosts, tmp_path, name):
+    host = hosts[name]
+    reset(name)
+    before, data = history(host), students(host)
+    password, url = env_password(host), env_url(host)
+    assert len(password) >= 16
+    secrets = [password, url, url.split("?")[0]]
+    log = tmp_path / "ansible.log"
+    env = {"ANSIBLE_LOG_PATH": str(log)}
+    outputs = {}
+    extra = ["-e", "restore_db_container=%s" % host["lab_db_container"]] if "lab_db_container" in host else []
+
+    recover = playbook(host, tmp_path, "-vvv", env=env)
+    assert recover.returncode == 0, recover.stdout[-3000:]
+    outputs["recover"] = recover.stdout + recover.stderr
+    backup = json.loads((tmp_path / "reports" / ("%s.json" % name)).read_text())["backup_path"]
+    assert backup and backup.endswith(".dump")
+    drift = playbook(host, tmp_path, "-vvv", "-e", "drift_check_project_dir=%s" % host["lab_app_dir"],
+                     "-e", "drift_check_migrations_dir=%s" % host["lab_migrations_dir"],
+                     "-e", "drift_check_report_dir=%s" % (tmp_path / "drift"), book="drift_check.yml", env=env)
+    outputs["drift_check"] = drift.stdout + drift.stderr
+    assert "PLAY RECAP" in drift.stdout, drift.stdout[-3000:]
+    # Back to the P3009 state the recovery's backup holds: custom format, through the database's container on
+    # the containerised host (restore_db_container, restore_container_exec).
+    restore = playbook(host, tmp_path, "-vvv", "-e", "restore_env_file=%s" % host["lab_env_file"],
+                       "-e", "restore_backup_dir=%s" % BACKUPS, "-e", "restore_backup_path=%s" % backup,
+                       "-e", "restore_confirm=schooliat", *extra, book="restore.yml", env=env)
+    outputs["restore"] = restore.stdout + restore.stderr
+    assert restore.returncode == 0, restore.stdout[-4000:]
+    assert history(host) == before, "the restore brought back the P3009 history exactly"
+    assert students(host) == data
+    assert psql(host, "SELECT to_regclass('public.\"Grade\"') IS NULL AND to_regclass('public.\"Notice\"') IS NULL") \
+        == [["t"]]
+    if extra:
+        assert "docker exec" in outputs["restore"] or "container" in outputs["restore"]
+
+    texts = dict(outputs)
+    texts["ansible.log"] = log.read_text()
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path != log:
+            texts[str(path)] = path.read_text(errors="replace")
+    texts["manifests"] = sh(host, "cat %s/*.manifest.json" % BACKUPS).stdout
+    assert '"sha256"' in texts["manifests"]
+    texts["postgresql.log"] = sh(host, "cat /var/log/postgresql/*.log", container=db_container(host)).stdout
+    assert scan(texts, secrets) == []
+
+    next_run_recovers(host, tmp_path, before, data)
