@@ -76,7 +76,8 @@ options:
   container:
     description:
       - Run C(pg_restore) and C(psql) inside this container (C(<container_exec> -i <container> ...)), for hosts
-        whose PostgreSQL client lives in the database container, as M(prisma_ops.migrate.pg_backup) runs C(pg_dump). The backup is streamed on stdin, so the directory
+        whose PostgreSQL client lives in the database container, as M(prisma_ops.migrate.pg_backup) runs
+        C(pg_dump). The backup is streamed on stdin, so the directory
         format is not supported there. The connection options must reach the database from inside the container as
         well as from the host (for example C(127.0.0.1) with host networking, or a port published to loopback).
     type: str
