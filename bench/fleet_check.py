@@ -101,7 +101,7 @@ def main() -> int:
                  ("drift_check", lambda: ansible(drift, allowed=(0, 2)), checks),
                  ("ping", lambda: ansible(ping), pings)]
         for label, fn, sink in (steps if round_no % 2 == 0 else list(reversed(steps))):
-            seconds, _ = timed(fn)
+            seconds = timed(fn)[0]
             sink.append(seconds)
             print("round %d %-12s %6.2f s" % (round_no + 1, label, seconds), flush=True)
 
