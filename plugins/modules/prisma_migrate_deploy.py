@@ -134,7 +134,8 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import 
 
 OUTPUT_LIMIT = 4000
 # `└─ 20240115000000_guardians/` in the list printed after "have been applied".
-_APPLIED = re.compile(r"^\s*[└├]─\s*([^/\s]+)/\s*$", re.M)
+# A name may hold spaces and punctuation; never a slash.
+_APPLIED = re.compile(r"^[ \t]*[└├]─[ \t]*([^/\n]+?)/[ \t]*$", re.M)
 FORBIDDEN = (("migrate", "dev"), ("db", "push"), ("migrate", "reset"), ("db", "reset"))
 
 

@@ -48,3 +48,9 @@ def test_commands_that_can_drop_data_are_refused(argv):
 def test_deploy_and_project_scripts_are_allowed():
     check_command(["npx", "prisma", "migrate", "deploy", "--schema", "src/prisma/db/schema.prisma"])
     check_command(["npm", "run", "prisma:migrate:deploy"])
+
+
+def test_applied_names_may_hold_spaces_quotes_and_shell_characters():
+    name = "20240501000000_it's a weird name; & done"
+    output = APPLIED.replace("20240201000000_rename_notice", name)
+    assert parse_applied(output) == ["20240115000000_guardians", name]
