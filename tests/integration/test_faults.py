@@ -444,7 +444,8 @@ def test_wrong_password_on_one_host_of_five(hosts, tmp_path):
 # Hostile names and a hostile .env
 
 
-# Prisma itself refuses (P3015) folder names with a double quote, '<', '>', '|' or glob characters (* ? {}).
+# Prisma itself refuses (P3015) folder names with a double quote, '<', '>', '|' or glob characters (* ? {}), and
+# (seen here with the real CLI 6.19.3) one holding "$(touch ...)": the rest of the shell's metacharacters are in this one.
 WEIRD = "20240501000000_it's a weird name; & done"
 
 
