@@ -30,19 +30,40 @@ def run(argv: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
 
 
+def changed_hosts(hosts: dict) -> list:
+    """Hosts that are no longer as their scenario left them: a backup taken, or not the scenario's failed rows."""
+    changed = []
+    for name, host in hosts.items():
+        container = host.get("lab_db_container", name)
+        failed = run(["docker", "exec", container, "runuser", "-u", "postgres", "--", "psql", "-X", "-tA", "-p",
+                      str(host["lab_db_port"]), "-d", "schooliat", "-c", "SELECT count(*) FROM _prisma_migrations "
+                      "WHERE finished_at IS NULL AND rolled_back_at IS NULL"], timeout=60).stdout.strip()
+        dumps = run(["docker", "exec", name, "sh", "-c", "ls %s | grep -c dump || true" % host["lab_backup_dir"]],
+                    timeout=60).stdout.strip()
+        if failed != ("1" if host["lab_expected_state"] == "deploy_blocked" else "0") or dumps != "0":
+            changed.append(name)
+    return changed
+
+
+def read_hosts() -> dict:
+    group = yaml.safe_load(INVENTORY.read_text())["lab"]
+    return {name: dict(group["vars"], **host_vars) for name, host_vars in group["hosts"].items()}
+
+
 @pytest.fixture(scope="module")
 def lab():
-    """Bring the lab up once for this module; return the inventory's hosts with their variables."""
+    """Bring the lab up once for this module, every scenario as built (reset if an earlier run recovered a host);
+    return the inventory's hosts with their variables."""
     started = time.monotonic()
     proc = run([str(LAB_SH), "up"], timeout=1800)
     assert proc.returncode == 0, "scripts/lab.sh up failed:\n" + proc.stdout + proc.stderr
+    changed = changed_hosts(read_hosts())
+    if changed:
+        print("rebuilding the lab's scenarios: %s were changed by an earlier run" % ", ".join(changed))
+        proc = run([str(LAB_SH), "reset"], timeout=1800)
+        assert proc.returncode == 0, "scripts/lab.sh reset failed:\n" + proc.stdout + proc.stderr
     print("lab up took %.1f s" % (time.monotonic() - started))
-    group = yaml.safe_load(INVENTORY.read_text())["lab"]
-    hosts = {}
-    for name, host_vars in group["hosts"].items():
-        merged = dict(group["vars"])
-        merged.update(host_vars)
-        hosts[name] = merged
+    hosts = read_hosts()
     return hosts
 
 

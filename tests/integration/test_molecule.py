@@ -1,7 +1,7 @@
 """The Molecule scenario (molecule/default) over the lab: check mode, converge, verify, idempotence.
 
 Marker `lab`: `make test` runs it after the other lab tests (`pytest -m lab`, serially), since the
-scenario rebuilds every lab host's failure scenario at its start and again at its end.
+scenario rebuilds every lab host's failure scenario at its start and leaves the hosts recovered.
 """
 
 from __future__ import annotations
