@@ -278,9 +278,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.backup import BackupOptions, run_backup
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
-    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, scrub,
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection,
 )
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 
 class BackupModule(AnsibleModule):
@@ -289,6 +289,20 @@ class BackupModule(AnsibleModule):
 
     def add_path_info(self, kwargs):
         return kwargs
+
+
+def run(module: AnsibleModule) -> dict:
+    opts = BackupOptions.from_params(module.params)
+    spec = resolve_connection(module.params)
+    module.no_log_values.update(spec.secrets)
+    result = run_backup(spec, opts, check_mode=module.check_mode)
+    verb = "would reuse" if result["reused"] and module.check_mode else "reused" if result["reused"] else \
+        "would write" if module.check_mode else "wrote"
+    result["msg"] = "%s %s" % (verb, result["path"])
+    if result["deleted"]:
+        result["msg"] += "; %s %d old backup(s)" % ("would delete" if module.check_mode else "deleted",
+                                                    len(result["deleted"]))
+    return result
 
 
 def main() -> None:
@@ -317,30 +331,7 @@ def main() -> None:
         required_one_of=COMMON_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
-    secrets = []
-    try:
-        opts = BackupOptions.from_params(module.params)
-        spec = resolve_connection(module.params)
-        secrets = list(spec.secrets)
-        module.no_log_values.update(secrets)
-        result = run_backup(spec, opts, check_mode=module.check_mode)
-    except PrismaOpsError as exc:
-        details = dict(exc.details)
-        details.setdefault("changed", False)
-        module.fail_json(msg=scrub(exc.msg, secrets), **details)
-    except Exception as exc:  # pylint: disable=broad-except
-        if not type(exc).__module__.startswith("psycopg2"):
-            raise
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        module.fail_json(msg="database error, no backup written: %s" % scrub(text, secrets), code="database_error",
-                         changed=False)
-    verb = "would reuse" if result["reused"] and module.check_mode else "reused" if result["reused"] else \
-        "would write" if module.check_mode else "wrote"
-    result["msg"] = "%s %s" % (verb, result["path"])
-    if result["deleted"]:
-        result["msg"] += "; %s %d old backup(s)" % ("would delete" if module.check_mode else "deleted",
-                                                    len(result["deleted"]))
-    module.exit_json(**result)
+    run_module(module, run, not_done="no backup written")
 
 
 if __name__ == "__main__":

@@ -211,9 +211,9 @@ code:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
-    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, scrub,
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection,
 )
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.restore import RestoreOptions, run_restore
 
 
@@ -222,6 +222,19 @@ class RestoreModule(AnsibleModule):
 
     def add_path_info(self, kwargs):
         return kwargs
+
+
+def run(module: AnsibleModule) -> dict:
+    opts = RestoreOptions.from_params(module.params)
+    spec = resolve_connection(module.params)
+    module.no_log_values.update(spec.secrets)
+    result = run_restore(spec, opts, check_mode=module.check_mode)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    result["msg"] = "%s %s into %s" % ("would restore" if module.check_mode else "restored", result["path"],
+                                       result["database"])
+    return result
 
 
 def main() -> None:
@@ -242,29 +255,7 @@ def main() -> None:
         required_one_of=COMMON_REQUIRED_ONE_OF + [("path", "backup_dir")],
         supports_check_mode=True,
     )
-    secrets = []
-    try:
-        opts = RestoreOptions.from_params(module.params)
-        spec = resolve_connection(module.params)
-        secrets = list(spec.secrets)
-        module.no_log_values.update(secrets)
-        result = run_restore(spec, opts, check_mode=module.check_mode)
-    except PrismaOpsError as exc:
-        details = dict(exc.details)
-        details.setdefault("changed", False)
-        module.fail_json(msg=scrub(exc.msg, secrets), **details)
-    except Exception as exc:  # pylint: disable=broad-except
-        if not type(exc).__module__.startswith("psycopg2"):
-            raise
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        module.fail_json(msg="database error, nothing restored: %s" % scrub(text, secrets), code="database_error",
-                         changed=False)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    result["msg"] = "%s %s into %s" % ("would restore" if module.check_mode else "restored", result["path"],
-                                       result["database"])
-    module.exit_json(**result)
+    run_module(module, run, not_done="nothing restored")
 
 
 if __name__ == "__main__":

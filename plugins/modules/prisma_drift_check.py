@@ -185,8 +185,8 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift import CHECKS, run_check, validate_kinds
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 
 def run(module: AnsibleModule) -> dict:
@@ -238,11 +238,7 @@ def main() -> None:
         required_one_of=COMMON_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

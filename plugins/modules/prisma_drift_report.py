@@ -136,6 +136,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift_report im
     FILES, FORMATS, RENDERERS, STATE_TEXT, build_fleet, run_directory, write_reports,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 
 def parse_mode(text: str) -> int:
@@ -186,11 +187,7 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

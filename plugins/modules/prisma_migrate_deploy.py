@@ -131,6 +131,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import check_container_args, container_argv
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import ANSI_ESCAPE, parse_cli_error
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 OUTPUT_LIMIT = 4000
 # `└─ 20240115000000_guardians/` in the list printed after "have been applied".
@@ -213,14 +214,7 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
                            required_one_of=COMMON_REQUIRED_ONE_OF, supports_check_mode=True)
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        details = dict(exc.details)
-        details.setdefault("changed", False)
-        details.setdefault("applied", [])
-        module.fail_json(msg=exc.msg, **details)
-    module.exit_json(**result)
+    run_module(module, run, {"applied": []})
 
 
 if __name__ == "__main__":

@@ -264,6 +264,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import 
     CHECK_MODE_ID, cli_argv, execute_native, normalize_names, parse_cli_error, plan_resolution, refusal_message,
     render_statement, rows_by_name, simulate_plans, statements_for, wait_lock_free,
 )
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 APPLICATION_NAME = "prisma_ops.migrate/prisma_migrate_resolve"
 OUTPUT_LIMIT = 4000
@@ -450,21 +451,7 @@ def main() -> None:
         required_one_of=COMMON_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        details = dict(exc.details)
-        details.setdefault("changed", False)
-        details.setdefault("resolved", [])
-        module.fail_json(msg=exc.msg, **details)
-    except Exception as exc:  # pylint: disable=broad-except
-        if not type(exc).__module__.startswith("psycopg2"):
-            raise
-        # A database error outside the write transaction (e.g. the session was terminated while reading).
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        module.fail_json(msg="database error, nothing was written: %s" % text, code="database_error", changed=False,
-                         resolved=[])
-    module.exit_json(**result)
+    run_module(module, run, {"resolved": []}, not_done="nothing was written")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import P
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import row_dict, simulate_plans, validate_name
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import require_pglast
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 APPLICATION_NAME = "prisma_ops.migrate/prisma_migration_complete"
 
@@ -250,20 +251,7 @@ def main() -> None:
         required_one_of=COMMON_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        details = dict(exc.details)
-        details.setdefault("changed", False)
-        details.setdefault("resolved", [])
-        module.fail_json(msg=exc.msg, **details)
-    except Exception as exc:  # pylint: disable=broad-except
-        if not type(exc).__module__.startswith("psycopg2"):
-            raise
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        module.fail_json(msg="database error, nothing was changed: %s" % text, code="database_error", changed=False,
-                         resolved=[])
-    module.exit_json(**result)
+    run_module(module, run, {"resolved": []}, not_done="nothing was changed")
 
 
 if __name__ == "__main__":

@@ -358,10 +358,10 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
     server_info,
 )
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_evidence
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 
 def _database_size(conn):
@@ -429,11 +429,7 @@ def main() -> None:
     )
     if module.params["shadow_url"] and not module.params["evidence"]:
         module.warn("shadow_url is only used with evidence: true; it was ignored")
-    try:
-        result = run(module)
-    except PrismaOpsError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    run_module(module, run)
 
 
 if __name__ == "__main__":
