@@ -77,7 +77,7 @@ def ssh(host: dict, command: str, timeout: float = 180) -> subprocess.CompletedP
 
 def adhoc(module: str, args: str = "") -> dict:
     """`ansible lab -m MODULE` over SSH; each host's result (oneline output parsed)."""
-    argv = ["ansible", "lab", "-i", str(INVENTORY), "-o", "-m", module]
+    argv = [str(Path(sys.executable).parent / "ansible"), "lab", "-i", str(INVENTORY), "-o", "-m", module]
     if args:
         argv += ["-a", args]
     env = dict(os.environ, ANSIBLE_DEPRECATION_WARNINGS="False")

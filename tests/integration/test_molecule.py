@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_molecule_scenario_over_the_lab():
-    env = dict(os.environ, NO_COLOR="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    # Molecule runs ansible-config and ansible-playbook from PATH: the project venv's.
+    env = dict(os.environ, NO_COLOR="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0",
+               PATH="%s:%s" % (REPO / ".venv" / "bin", os.environ.get("PATH", "")))
     proc = subprocess.run([str(REPO / ".venv" / "bin" / "molecule"), "test"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=2400, check=False)
     output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
