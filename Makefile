@@ -71,10 +71,13 @@ lab: setup
 lab-down:
 	@scripts/lab.sh down
 
-# The lab's tests over real SSH hosts, then the Molecule scenario (tests/integration/test_molecule.py).
+# The lab's tests over real SSH hosts. Two workers, one file each (--dist loadfile), since the files use
+# separate hosts: the fault campaign on the lab_faults hosts (test_faults.py) beside the lab group's
+# tests, the Molecule scenario last (test_lab.py).
 test-lab: lab
-	@echo "== pytest -m lab (the lab and Molecule)"
-	pytest -m lab $(PYTEST_ARGS)
+	@scripts/lab.sh up faults
+	@echo "== pytest -m lab (the fault campaign, the lab tests and Molecule)"
+	pytest -m lab -n 2 --dist loadfile $(PYTEST_ARGS)
 
 build: setup
 	@mkdir -p $(DIST_DIR)

@@ -31,6 +31,7 @@ BACKUPS = "/opt/schooliat/shared/backups"
 GRADES = "20240301000000_grades"
 LOCAL_MIGRATIONS = ["20240101000000_init", "20240201000000_students", GRADES, "20240401000000_notices"]
 
+# The fault hosts only: make test-lab runs this file beside test_lab.py (-n 2 --dist loadfile).
 pytestmark = [pytest.mark.lab, pytest.mark.integration, pytest.mark.slow]
 
 

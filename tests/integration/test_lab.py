@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ INVENTORY = REPO / "lab" / "inventory.yml"
 BACKEND = "/opt/schooliat/repo/Backend"
 FAILED_SCENARIOS = ("applied_but_stuck", "not_applied", "partial", "table_made_by_hand")
 
+# make test-lab runs this file on one worker, in order, beside test_faults.py on another (--dist loadfile):
+# the two files use separate hosts. The Molecule scenario comes last: it rebuilds the lab's scenarios.
 pytestmark = [pytest.mark.lab, pytest.mark.integration, pytest.mark.slow]
 
 
@@ -230,3 +233,24 @@ def test_fleet_in_batches_stops_past_max_fail_and_skips_an_unreachable_host(lab,
         assert [r[0] for r in lab_history(lab[name]) if r[1] == "f" and r[2] == "f"] == [lab[name]["lab_failed_migration"]]
     report = json.loads((tmp_path / "reports" / "lab-partial.json").read_text())
     assert report["status"] == "stopped"
+
+
+MOLECULE_ACTIONS = ("create", "prepare", "check", "side_effect", "converge", "verify", "idempotence", "destroy")
+
+
+def test_molecule_scenario_over_the_lab():
+    """molecule/default: check mode changes nothing, converge, verify (psql, a real restore), idempotence."""
+    # Molecule runs ansible-config and ansible-playbook from PATH: the project venv's.
+    env = dict(os.environ, NO_COLOR="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0",
+               PATH="%s:%s" % (REPO / ".venv" / "bin", os.environ.get("PATH", "")))
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "molecule"), "test"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=2400, check=False)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, output[-8000:]
+    # Every step ran and passed (idempotence's own check: the second converge changed nothing on any host).
+    recap = re.search(r"^default\s*:\s*actions=(\d+)\s+successful=(\d+)\s+disabled=0\s+skipped=0\s+missing=0\s+"
+                      r"failed=0\s*$", output, re.M)
+    assert recap and recap.group(1) == recap.group(2) == str(len(MOLECULE_ACTIONS)), output[-8000:]
+    # recover.yml ran three times: --check, converge, idempotence; and verify ran its checks per host.
+    assert output.count("PLAY [Recover failed Prisma migrations]") == 3, output[-8000:]
+    assert "PLAY [Verify]" in output and "PLAY [Side effect | Check mode changed nothing]" in output
