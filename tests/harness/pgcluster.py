@@ -205,3 +205,25 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+@contextlib.contextmanager
+def seeded_database(cluster: PgCluster, role_prefix: str, password: str, seed: str) -> Iterator[Database]:
+    """A database owned by a fresh role (random suffixes on both), filled by `seed`, dropped afterwards."""
+    owner = cluster.create_role("%s_%s" % (role_prefix, os.urandom(3).hex()), password=password + os.urandom(3).hex())
+    base = cluster.create_database(owner=owner)
+    base.execute(seed)
+    try:
+        yield base
+    finally:
+        cluster.drop_database(base.name)
+
+
+@contextlib.contextmanager
+def database_copy(template: Database) -> Iterator[Database]:
+    """A throwaway copy of `template` (CREATE DATABASE ... TEMPLATE), dropped afterwards."""
+    db = template.copy(template.name + "_" + os.urandom(3).hex())
+    try:
+        yield db
+    finally:
+        db.cluster.drop_database(db.name)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.harness.modules import REPO, run_module
-from tests.harness.pgcluster import Database, wait_for
+from tests.harness.pgcluster import Database, database_copy, seeded_database, wait_for
 from tests.harness.unprivileged import run_python_as_nobody, shared_tmpdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -66,18 +66,14 @@ INSERT INTO _prisma_migrations VALUES
 def seeded_template(pg_cluster):
     """A database with a varied dataset (enum, jsonb, bytea, arrays, numeric, FKs, a view, _prisma_migrations),
     owned by a role whose password needs every kind of escaping."""
-    owner = pg_cluster.create_role("app_bk_%s" % os.urandom(3).hex(), password=HARD_PASSWORD + os.urandom(3).hex())
-    base = pg_cluster.create_database(owner=owner)
-    base.execute(SEED)
-    yield base
-    pg_cluster.drop_database(base.name)
+    with seeded_database(pg_cluster, "app_bk", HARD_PASSWORD, SEED) as base:
+        yield base
 
 
 @pytest.fixture
 def seeded(seeded_template):
-    db = seeded_template.copy(seeded_template.name + "_" + os.urandom(3).hex())
-    yield db
-    db.cluster.drop_database(db.name)
+    with database_copy(seeded_template) as db:
+        yield db
 
 
 def fingerprint(db: Database) -> dict:

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.harness.modules import run_module
-from tests.harness.pgcluster import Database, wait_for
+from tests.harness.pgcluster import Database, database_copy, seeded_database, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -54,18 +54,14 @@ UPDATE "User" SET "email" = 'changed' || id WHERE id < 10;
 
 @pytest.fixture(scope="module")
 def template(pg_cluster):
-    owner = pg_cluster.create_role("app_rs_%s" % os.urandom(3).hex(), password=PASSWORD + os.urandom(3).hex())
-    base = pg_cluster.create_database(owner=owner)
-    base.execute(SEED)
-    yield base
-    pg_cluster.drop_database(base.name)
+    with seeded_database(pg_cluster, "app_rs", PASSWORD, SEED) as base:
+        yield base
 
 
 @pytest.fixture
 def seeded(template):
-    db = template.copy(template.name + "_" + os.urandom(3).hex())
-    yield db
-    db.cluster.drop_database(db.name)
+    with database_copy(template) as db:
+        yield db
 
 
 def fingerprint(db: Database) -> dict:
