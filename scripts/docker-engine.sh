@@ -23,6 +23,15 @@ docker_cli() {
 
 engine_answers() { docker_cli info >/dev/null 2>&1; }
 
+# Closes every descriptor above stderr in this shell, so a daemon started from it holds none.
+close_inherited_fds() {
+  local fd
+  for fd in "/proc/$$/fd"/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+}
+
 if engine_answers; then
   exit 0
 fi
@@ -48,7 +57,10 @@ mkdir -p "$cache/docker"
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
   echo "docker-engine: starting dockerd (log: $log)"
-  # setsid + nohup: the daemon outlives this script and the make that called it.
+  # setsid + nohup: the daemon outlives this script and the make that called it. It must not
+  # inherit our callers' descriptors either: holding lab.sh's lock fd, it kept the lab locked
+  # for as long as it ran (CI waited 20 minutes on the next `lab.sh up`).
+  close_inherited_fds
   setsid nohup /usr/sbin/dockerd \
     --iptables=false --ip6tables=false --bridge=none \
     --data-root "$cache/docker" --pidfile "$cache/dockerd.pid" \

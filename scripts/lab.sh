@@ -363,7 +363,7 @@ write_inventory() {
 }
 
 prepare_build() {
-  "$repo/scripts/docker-engine.sh"
+  "$repo/scripts/docker-engine.sh" 9>&-  # the engine must not hold our lock (see docker-engine.sh)
   mkdir -p "$cache/logs"
   build_base
   build_images
@@ -513,7 +513,22 @@ cmd_reset_host() {
 lock() {
   mkdir -p "$cache"
   exec 9>"$cache/lab.lock"
-  flock -w 1200 9 || die "another scripts/lab.sh still holds $cache/lab.lock after 20 minutes"
+  flock -n 9 && return 0
+  echo "lab: waiting (at most 20 minutes) for $cache/lab.lock, held by: $(lock_holders 9>&-)" >&2
+  flock -w 1200 9 || die "$cache/lab.lock is still held after 20 minutes by: $(lock_holders 9>&-). If that is not a running scripts/lab.sh, end it and rerun"
+}
+
+# The processes that have the lock file open (pid and command), to name them in a wait or a failure.
+lock_holders() {
+  local target fd pid out=
+  target=$(readlink -f "$cache/lab.lock")
+  for fd in /proc/[0-9]*/fd/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "$target" ] || continue
+    pid=${fd#/proc/}; pid=${pid%%/*}
+    [ "$pid" = "$$" ] && continue
+    out+="pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)) "
+  done
+  echo "${out:-unknown}"
 }
 
 command=${1:-}
