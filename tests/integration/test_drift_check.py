@@ -352,3 +352,42 @@ def test_never_takes_prismas_lock_and_reports_a_stuck_holder(pg_cluster, tmp_pat
     prom = (tmp_path / "reports" / "prisma_drift.prom").read_text()
     assert re.search(r'^prisma_drift_lock_age_seconds\{host="locked"\} \d+$', prom, re.M), prom
     pg_cluster.drop_database(db.name)
+
+
+def test_builds_the_host_venv_only_when_its_interpreter_is_missing(pg_cluster, tmp_path):
+    """drift_check runs the check with the virtualenv's interpreter at once, and builds the virtualenv (host_venv)
+    only when that interpreter is missing: on first contact, and when the one named for the pinned packages is gone
+    (a virtualenv built with other packages). A ready host runs no host_venv task on the host at all."""
+    db, project = new_host(pg_cluster, tmp_path, "venvhost", createdb=True)
+    deploy(project, INIT)
+    venv = tmp_path / "host venv"  # a space, as a path on a real host might have
+    hostvars = dict(host_vars(project, tmp_path / "reports"), host_venv_manage=True, host_venv_path=str(venv))
+    inventory = write_inventory(tmp_path / "inv.json", {"venvhost": hostvars})
+
+    def checked(proc) -> dict:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        [record] = json.loads((tmp_path / "reports" / "fleet.json").read_text())["hosts"]
+        # The schema replay parses with pglast and connects with psycopg2: both came from the host venv.
+        assert record["status"] == "ok" and record["checks"]["schema"]["checked"] is True, record
+        return record
+
+    first = playbook(inventory)
+    checked(first)
+    assert "Host venv | Create the new virtualenv" in first.stdout, first.stdout
+    tagged = sorted(p.name for p in (venv / "bin").glob("python-prisma-ops-*"))
+    assert len(tagged) == 1 and os.readlink(venv / "bin" / tagged[0]) == "python", tagged
+    assert (venv / ".prisma_ops-packages").read_text() == "pip==26.3 psycopg2-binary==2.9.13 pglast==8.8"
+
+    ready = playbook(inventory)
+    checked(ready)
+    assert "Is the virtualenv there" not in ready.stdout and "Create the new virtualenv" not in ready.stdout, ready.stdout
+    assert recap(ready)["venvhost"]["changed"] == 0
+
+    # A virtualenv built with other packages lacks the interpreter named for these: it is built again, in place.
+    (venv / "bin" / tagged[0]).unlink()
+    stale = playbook(inventory)
+    checked(stale)
+    assert "Host venv | Create the new virtualenv" in stale.stdout, stale.stdout
+    assert sorted(p.name for p in (venv / "bin").glob("python-prisma-ops-*")) == tagged
+    assert not Path(str(venv) + ".new").exists() and not Path(str(venv) + ".old").exists()
+    pg_cluster.drop_database(db.name)
