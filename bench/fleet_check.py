@@ -19,6 +19,7 @@ cost against the ping round's (target: within 2x).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -70,6 +71,17 @@ def ansible(argv: list, allowed: tuple = (0,)) -> None:
         raise RuntimeError("%s exited %d:\n%s" % (" ".join(argv[:4]), proc.returncode, (proc.stdout + proc.stderr)[-3000:]))
 
 
+def checked(reports: str, fleet: list) -> None:
+    """A fast run that checked nothing measures nothing: every host must have been checked (up, no error)."""
+    data = json.loads(Path(reports, "fleet.json").read_text())
+    records = {r["host"]: r for r in data["hosts"]}
+    missing = sorted({h["name"] for h in fleet} - set(records))
+    down = sorted(name for name, r in records.items() if r["metrics"]["up"] != 1)
+    if missing or down:
+        raise RuntimeError("drift_check did not check every host: missing %s, not checked %s (%s)" % (
+            missing, down, "; ".join(records[name]["summary"] for name in down)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -83,6 +95,12 @@ def main() -> int:
         print("only %d lab hosts: bring up the fault hosts too (`scripts/lab.sh up faults`)" % len(fleet),
               file=sys.stderr)
         return 2
+    status = subprocess.run([str(REPO / "scripts" / "lab.sh"), "status", "all"], capture_output=True, text=True,
+                            timeout=300, check=False)
+    if status.returncode != 0:
+        print("some lab hosts do not answer over SSH: run `scripts/lab.sh up all`\n" + status.stdout + status.stderr,
+              file=sys.stderr)
+        return 2
     inventory_args = [a for p in inventories for a in ("-i", str(p))]
     forks = ["--forks", str(len(fleet))]
     reports = tempfile.mkdtemp(prefix="fleet-bench-")
@@ -90,15 +108,20 @@ def main() -> int:
     drift = [str(BIN / "ansible-playbook"), *inventory_args, *forks, "playbooks/drift_check.yml",
              "-e", "drift_check_report_dir=%s" % reports]
     ping = [str(BIN / "ansible"), "all", *inventory_args, *forks, "-m", "ansible.builtin.ping"]
+
+    def drift_check() -> None:
+        ansible(drift, allowed=(0, 2))
+        checked(reports, fleet)
+
     print("hosts: %d (%s)" % (len(fleet), ", ".join(h["name"] for h in fleet)))
     print("warm-up: one drift_check run (builds the modules' virtualenv on hosts that lack it), one ping round")
-    ansible(drift, allowed=(0, 2))
+    drift_check()
     ansible(ping)
 
     baseline, checks, pings = [], [], []
     for round_no in range(args.rounds):
         steps = [("baseline", lambda: [ssh_status(h) for h in fleet], baseline),
-                 ("drift_check", lambda: ansible(drift, allowed=(0, 2)), checks),
+                 ("drift_check", drift_check, checks),
                  ("ping", lambda: ansible(ping), pings)]
         for label, fn, sink in (steps if round_no % 2 == 0 else list(reversed(steps))):
             seconds = timed(fn)[0]

@@ -485,3 +485,51 @@ def write_reports(fleet: dict, dest: str, formats=FORMATS, keep: int = 0, mode: 
     except OSError as exc:
         raise PrismaOpsError("cannot write the drift reports under %s: %s" % (dest, exc.strerror or exc))
     return {"paths": paths, "run_dir": run_dir, "rotated": rotated}
+
+
+# The options of prisma_drift_report, shared by the module and its action plugin (the module documents them).
+ARGUMENT_SPEC = dict(
+    dest=dict(type="path", required=True),
+    results=dict(type="dict", required=True),
+    fail_on=dict(type="list", elements="str", default=[]),
+    formats=dict(type="list", elements="str", choices=list(FORMATS), default=list(FORMATS)),
+    keep=dict(type="int", default=0),
+    mode=dict(type="str", default="0644"),
+    prometheus_path=dict(type="path"),
+    title=dict(type="str", default="Prisma drift check"),
+)
+
+
+def parse_mode(text: str) -> int:
+    try:
+        mode = int(str(text), 8)
+    except ValueError:
+        raise PrismaOpsError("mode=%r is not an octal mode such as 0644" % (text,))
+    if not 0 <= mode <= 0o777:
+        raise PrismaOpsError("mode=%r is not a file permission between 0000 and 0777" % (text,))
+    return mode
+
+
+def report(params: dict, check_mode: bool = False) -> dict:
+    """prisma_drift_report's whole work, from its validated options: the fleet built, the reports written (in check
+    mode rendered only), and the task result."""
+    mode = parse_mode(params["mode"])
+    if params["keep"] < 0:
+        raise PrismaOpsError("keep must be 0 (write into dest) or the number of run directories to keep")
+    if params["prometheus_path"] and not params["prometheus_path"].endswith(".prom"):
+        raise PrismaOpsError("prometheus_path %s must end in .prom: node_exporter's textfile collector reads only those"
+                             % params["prometheus_path"])
+    results = {str(host): (value if isinstance(value, dict) else None) for host, value in params["results"].items()}
+    fleet = build_fleet(results, params["fail_on"], title=params["title"])
+    lines = ["%s: %s - %s" % (h["host"], STATE_TEXT[h["status"]], h["summary"]) for h in fleet["hosts"]]
+    out = {"changed": False, "totals": fleet["totals"], "failing_hosts": fleet["failing_hosts"], "lines": lines,
+           "failing_kinds_by_host": {h["host"]: h["failing_kinds"] for h in fleet["hosts"] if h["fail"]}, "rotated": []}
+    if check_mode:
+        for fmt in params["formats"]:
+            RENDERERS[fmt](fleet)  # rendered, so check mode fails where a real run would
+        run_dir = run_directory(params["dest"], params["keep"], datetime.datetime.fromisoformat(fleet["generated_at"]))
+        out.update(run_dir=run_dir, paths={fmt: os.path.join(run_dir, FILES[fmt]) for fmt in params["formats"]})
+        return out
+    written = write_reports(fleet, params["dest"], params["formats"], params["keep"], mode, params["prometheus_path"])
+    out.update(changed=True, paths=written["paths"], run_dir=written["run_dir"], rotated=written["rotated"])
+    return out

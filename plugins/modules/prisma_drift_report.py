@@ -127,67 +127,17 @@ lines:
   elements: str
 """
 
-import datetime
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift_report import (
-    FILES, FORMATS, RENDERERS, STATE_TEXT, build_fleet, run_directory, write_reports,
-)
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift_report import ARGUMENT_SPEC, report
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 
-def parse_mode(text: str) -> int:
-    try:
-        mode = int(str(text), 8)
-    except ValueError:
-        raise PrismaOpsError("mode=%r is not an octal mode such as 0644" % (text,))
-    if not 0 <= mode <= 0o777:
-        raise PrismaOpsError("mode=%r is not a file permission between 0000 and 0777" % (text,))
-    return mode
-
-
-def run(module: AnsibleModule) -> dict:
-    params = module.params
-    mode = parse_mode(params["mode"])
-    if params["keep"] < 0:
-        raise PrismaOpsError("keep must be 0 (write into dest) or the number of run directories to keep")
-    if params["prometheus_path"] and not params["prometheus_path"].endswith(".prom"):
-        raise PrismaOpsError("prometheus_path %s must end in .prom: node_exporter's textfile collector reads only those"
-                             % params["prometheus_path"])
-    results = {str(host): (value if isinstance(value, dict) else None) for host, value in params["results"].items()}
-    fleet = build_fleet(results, params["fail_on"], title=params["title"])
-    lines = ["%s: %s - %s" % (h["host"], STATE_TEXT[h["status"]], h["summary"]) for h in fleet["hosts"]]
-    out = {"changed": False, "totals": fleet["totals"], "failing_hosts": fleet["failing_hosts"], "lines": lines,
-           "failing_kinds_by_host": {h["host"]: h["failing_kinds"] for h in fleet["hosts"] if h["fail"]}, "rotated": []}
-    if module.check_mode:
-        for fmt in params["formats"]:
-            RENDERERS[fmt](fleet)  # rendered, so check mode fails where a real run would
-        run_dir = run_directory(params["dest"], params["keep"], datetime.datetime.fromisoformat(fleet["generated_at"]))
-        out.update(run_dir=run_dir, paths={fmt: os.path.join(run_dir, FILES[fmt]) for fmt in params["formats"]})
-        return out
-    written = write_reports(fleet, params["dest"], params["formats"], params["keep"], mode, params["prometheus_path"])
-    out.update(changed=True, paths=written["paths"], run_dir=written["run_dir"], rotated=written["rotated"])
-    return out
-
-
+# Ansible runs this task through the action plugin of the same name, in the controller's own process (no module
+# start-up per run); this module is the same code for a play that runs it elsewhere, and carries the documentation.
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type="path", required=True),
-            results=dict(type="dict", required=True),
-            fail_on=dict(type="list", elements="str", default=[]),
-            formats=dict(type="list", elements="str", choices=list(FORMATS), default=list(FORMATS)),
-            keep=dict(type="int", default=0),
-            mode=dict(type="str", default="0644"),
-            prometheus_path=dict(type="path"),
-            title=dict(type="str", default="Prisma drift check"),
-        ),
-        supports_check_mode=True,
-    )
-    run_module(module, run)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run_module(module, lambda m: report(m.params, m.check_mode))
 
 
 if __name__ == "__main__":
