@@ -358,7 +358,8 @@ def test_never_takes_prismas_lock_and_reports_a_stuck_holder(pg_cluster, tmp_pat
 def test_builds_the_host_venv_only_when_its_interpreter_is_missing(pg_cluster, tmp_path):
     """drift_check runs the check with the virtualenv's interpreter at once, and builds the virtualenv (host_venv)
     only when that interpreter is missing: on first contact, and when the one named for the pinned packages is gone
-    (a virtualenv built with other packages). A ready host runs no host_venv task on the host at all."""
+    (a virtualenv built with other packages), or when a package is missing from it. A ready host runs no host_venv
+    task on the host at all."""
     db, project = new_host(pg_cluster, tmp_path, "venvhost", createdb=True)
     deploy(project, INIT)
     venv = tmp_path / "host venv"  # a space, as a path on a real host might have
@@ -392,4 +393,12 @@ def test_builds_the_host_venv_only_when_its_interpreter_is_missing(pg_cluster, t
     assert "Host venv | Create the new virtualenv" in stale.stdout, stale.stdout
     assert sorted(p.name for p in (venv / "bin").glob("python-prisma-ops-*")) == tagged
     assert not Path(str(venv) + ".new").exists() and not Path(str(venv) + ".old").exists()
+
+    # The interpreter is there but a package went missing: the module says so, and the virtualenv is built again.
+    [psycopg2_dir] = venv.glob("lib/python3*/site-packages/psycopg2")
+    shutil.rmtree(psycopg2_dir)
+    broken = playbook(inventory)
+    checked(broken)
+    assert "Host venv | Create the new virtualenv" in broken.stdout, broken.stdout
+    assert list(venv.glob("lib/python3*/site-packages/psycopg2/__init__.py"))
     pg_cluster.drop_database(db.name)
