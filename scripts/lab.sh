@@ -363,7 +363,7 @@ write_inventory() {
 }
 
 prepare_build() {
-  "$repo/scripts/docker-engine.sh" 9>&-  # the engine must not hold our lock (see docker-engine.sh)
+  "$repo/scripts/docker-engine.sh"  # it closes our lock descriptor before starting dockerd
   mkdir -p "$cache/logs"
   build_base
   build_images
