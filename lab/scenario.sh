@@ -86,7 +86,11 @@ write_app_tree() {
   find "$backend" -path "$backend/node_modules" -prune -o -exec chown app:app {} +
   chmod 0600 "$backend/.env"
   chown -R app:app /opt/schooliat/shared
-  chmod 0750 /opt/schooliat/shared/backups
+  # The backups belong to root, who runs the modules: pg_backup and pg_restore trust no directory another user
+  # could write or swap (a backup planted there would be restored as root).
+  chown root:root /opt/schooliat/shared /opt/schooliat/shared/backups
+  chmod 0755 /opt/schooliat/shared
+  chmod 0700 /opt/schooliat/shared/backups
 }
 
 build_scenario() {

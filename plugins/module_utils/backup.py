@@ -4,18 +4,25 @@
 """pg_backup's logic: a verified, atomic, private pg_dump with the app's own credentials.
 
 Plain Python (no Ansible imports) so unit tests call it directly. Every external program runs
-from an argument list, never a shell. The password reaches pg_dump through a 0600 PGPASSFILE
-in a private temporary directory, so neither its argv nor its environment holds it.
+from an argument list, never a shell. The password reaches pg_dump through PGPASSFILE=/dev/fd/N,
+an inherited memfd (a file in memory only): neither argv, nor the environment, nor the file
+system ever holds it, so a killed run leaves no password behind (Passfile).
 
 The dump is written to a hidden temporary name in the destination directory, verified
 (pg_restore --list, or the plain format's completion marker), fsynced, then renamed to
 <prefix>-<database>-<UTC timestamp>.<ext> beside a JSON manifest. Any failure removes the
 temporary file, so a final name always means a complete, verified dump.
+
+Every file in a backup directory is reached through TrustedDir: the directory (and its
+ancestors) owned by this user or root and writable by no one else, each file opened relative
+to the directory's descriptor without following a symlink, and owned the same way. The same
+check serves pg_backup, its retention and pg_restore.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import glob
 import grp
@@ -48,6 +55,8 @@ APPLICATION_NAME = "prisma_ops.migrate/pg_backup"
 FORMATS = {"custom": ("dump", "c"), "plain": ("sql", "p"), "directory": ("dir", "d")}
 EXT_TO_FORMAT = {ext: fmt for fmt, (ext, letter) in FORMATS.items()}
 MANIFEST_SUFFIX = ".manifest.json"
+# pg_restore's record of the restore of a backup (restore.py), removed with the backup by retention.
+RESTORED_SUFFIX = ".restored.json"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 PLAIN_COMPLETE_MARKER = b"-- PostgreSQL database dump complete"
 PLAIN_TAIL_BYTES = 64 * 1024
@@ -192,20 +201,22 @@ def name_pattern(prefix: str, database: str):
         re.escape(prefix), re.escape(safe_name(database)), "|".join(EXT_TO_FORMAT)))
 
 
-def next_free_name(backup_dir: str, prefix: str, database: str, when: datetime.datetime, extension: str) -> str:
-    """A name whose timestamp no backup of this prefix and database uses yet, in any format: two backups
-    within one second get consecutive timestamps, so names sort in the order the backups were taken."""
+def next_free_name(trusted, prefix: str, database: str, when: datetime.datetime, extension: str) -> str:
+    """A name whose timestamp no backup of this prefix and database uses yet, in any format, in the TrustedDir (None:
+    a directory not created yet): two backups within one second get consecutive timestamps, so names sort in the
+    order the backups were taken."""
     for offset in range(3600):
         stamp = when + datetime.timedelta(seconds=offset)
         taken = False
         for ext in EXT_TO_FORMAT:
-            path = os.path.join(backup_dir, backup_name(prefix, database, stamp, ext))
-            if os.path.lexists(path) or os.path.lexists(path + MANIFEST_SUFFIX):
+            name = backup_name(prefix, database, stamp, ext)
+            if trusted is not None and (trusted.lstat(name) is not None
+                                        or trusted.lstat(name + MANIFEST_SUFFIX) is not None):
                 taken = True
                 break
         if not taken:
             return backup_name(prefix, database, stamp, extension)
-    raise PrismaOpsError("no free backup name in %s for %s: clean up the directory" % (backup_dir, database))
+    raise PrismaOpsError("no free backup name in %s for %s: clean up the directory" % (trusted.path, database))
 
 
 def utcnow() -> datetime.datetime:
@@ -416,6 +427,58 @@ def child_environment(passfile: str | None) -> dict:
     return env
 
 
+class Passfile:
+    """The password for libpq as PGPASSFILE, held in memory only.
+
+    On Linux a memfd holds the .pgpass line: the child inherits the descriptor (pass_fds) and libpq opens
+    /dev/fd/N, a regular 0600 file as libpq requires. It exists only while a process holds it open, so even a
+    SIGKILL of the module or of pg_dump leaves no password on any file system. Without memfd_create (not Linux)
+    the one fallback is a 0600 file in a private 0700 temporary directory, removed on close; that one a SIGKILL
+    can outlive."""
+
+    def __init__(self, password: str | None):
+        self.fd = None
+        self.path = None
+        self._dir = None
+        if not password:
+            return
+        line = passfile_line(password).encode("utf-8")
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("prisma-ops-pgpass", os.MFD_CLOEXEC)
+            os.fchmod(self.fd, 0o600)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.path = "/dev/fd/%d" % self.fd
+        else:
+            self._dir = tempfile.mkdtemp(prefix="prisma-ops-pgpass-")
+            self.path = os.path.join(self._dir, "pgpass")
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(line)
+
+    @property
+    def pass_fds(self) -> tuple:
+        return (self.fd,) if self.fd is not None else ()
+
+    def environment(self) -> dict:
+        return child_environment(self.path)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> "Passfile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _c_locale(env: dict) -> dict:
     env["LC_MESSAGES"] = "C"  # pg_dump's own English message, whatever the host's locale
     env.pop("LANGUAGE", None)
@@ -497,11 +560,265 @@ def _whoami() -> str:
         return "uid %d" % os.geteuid()
 
 
-def check_backup_dir(backup_dir: str) -> dict:
-    """Whether the directory exists and this user can write there; raises when it cannot. Writes nothing."""
+# ---------------------------------------------------------------------------------------------
+# Trust: who may have written what a backup directory holds
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def trusted_uids(extra_uid: int = -1) -> frozenset:
+    """Who may own a backup directory, its ancestors and its files: this module's user and root, plus the owner
+    pg_backup was told to give its backups (O(owner)); anyone else could plant or swap a backup."""
+    uids = {os.geteuid(), 0}
+    if extra_uid is not None and extra_uid != -1:
+        uids.add(extra_uid)
+    return frozenset(uids)
+
+
+def _untrusted(path: str, problem: str, fix: str) -> PrismaOpsError:
+    return PrismaOpsError("%s %s, so another user could plant a backup there or swap one of its files: it is not "
+                          "trusted. Fix: %s; nothing was changed" % (path, problem, fix), code="untrusted")
+
+
+def check_trusted(path: str, st: os.stat_result, uids: frozenset, ancestor: bool = False) -> None:
+    """Refuse a directory or file that is not owned by one of `uids` or is writable by group or others.
+
+    An ancestor may be writable by others when it is sticky and root's or ours (/tmp): there, no one else can
+    rename or remove what we own."""
+    me = _user_name(os.geteuid())
+    if st.st_uid not in uids:
+        expected = me if me == "root" else "%s or root" % me
+        raise _untrusted(path, "is owned by %s, not by %s" % (_user_name(st.st_uid), expected),
+                         "chown %s %s (or use a directory %s owns)" % (me, shlex.quote(path), me))
+    writable = stat.S_IMODE(st.st_mode) & 0o022
+    if writable and not (ancestor and st.st_mode & stat.S_ISVTX):
+        who = "group and others" if writable == 0o022 else "group" if writable & 0o020 else "others"
+        raise _untrusted(path, "is writable by its %s" % who, "chmod go-w %s" % shlex.quote(path))
+
+
+def check_ancestors(path: str, uids: frozenset) -> None:
+    """Every existing directory above `path` (symlinks resolved: the real ones count) passes check_trusted."""
+    current = os.path.realpath(os.path.dirname(os.path.abspath(path).rstrip("/")) or "/")
+    while True:
+        try:
+            check_trusted(current, os.stat(current), uids, ancestor=True)
+        except FileNotFoundError:
+            pass  # not created yet: checked once it exists
+        if current == "/":
+            return
+        current = os.path.dirname(current)
+
+
+def _open_error(path: str, exc: OSError) -> PrismaOpsError:
+    if exc.errno == errno.ELOOP:
+        return _untrusted(path, "is a symbolic link", "give the real path, or replace the link by the file it names")
+    return PrismaOpsError("cannot open %s: %s; nothing was changed" % (path, exc.strerror or exc), code="unreadable")
+
+
+class TrustedDir:
+    """A backup directory held by a descriptor opened without following a symlink, after check_trusted.
+
+    Every file inside is opened, renamed and removed relative to that descriptor, never through a path, so a
+    directory or file swapped in the middle cannot redirect a read or a write; each file opened is checked
+    (regular file or directory, owner, not writable by others) on its own descriptor."""
+
+    def __init__(self, path: str, uids: frozenset):
+        self.path = path
+        self.uids = uids
+        check_ancestors(path, uids)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR and not os.path.islink(path):
+                raise PrismaOpsError("%s exists and is not a directory" % path)
+            raise _open_error(path, exc)
+        try:
+            check_trusted(path, os.fstat(self.fd), uids)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "TrustedDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def names(self) -> list:
+        return os.listdir(self.fd)
+
+    def lstat(self, name: str):
+        """os.lstat of an entry, or None when there is none."""
+        try:
+            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def open(self, name: str, directory: bool = False, parent_fd: int | None = None, shown: str | None = None) -> int:
+        """A read-only descriptor of a trusted entry: not a symlink, a regular file (or directory), owned right."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block the open
+        shown = shown or self.join(name)
+        try:
+            fd = os.open(name, flags | (os.O_DIRECTORY if directory else 0), dir_fd=self.fd if parent_fd is None
+                         else parent_fd)
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR and directory:
+                raise _untrusted(shown, "is not a directory", "remove it")
+            raise _open_error(shown, exc)
+        try:
+            st = os.fstat(fd)
+            if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+                raise _untrusted(shown, "is not a regular file", "remove it")
+            check_trusted(shown, st, self.uids)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read_json(self, name: str):
+        """The JSON object in a trusted file; None when the file does not exist or is not JSON."""
+        if self.lstat(name) is None:
+            return None
+        fd = self.open(name)
+        try:
+            with os.fdopen(fd, "r", encoding="utf-8") as handle:
+                data = json.load(handle)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_json(self, name: str, data: dict, uid: int = -1, gid: int = -1) -> None:
+        """Write `name` atomically: a new 0600 temporary entry (never an existing one), fsync, rename, fsync."""
+        tmp = ".%s.%s.tmp" % (name, os.urandom(4).hex())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self.fd)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                if uid != -1 or gid != -1:
+                    os.fchown(handle.fileno(), uid, gid)
+                os.fsync(handle.fileno())
+            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            self.remove(tmp)
+            raise
+        self.fsync()
+
+    def checksum(self, name: str, do_fsync: bool = False) -> tuple:
+        """(sha256, size) of a backup. A directory's sha256 is that of its `sha256sum`-style listing (hash, two
+        spaces, relative name, sorted by name); every file in it is opened as trusted, relative to its parent."""
+        st = self.lstat(name)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return self._tree_checksum(name, do_fsync)
+        fd = self.open(name)
+        try:
+            return _hash_fd(fd, do_fsync)
+        finally:
+            os.close(fd)
+
+    def _tree_checksum(self, name: str, do_fsync: bool) -> tuple:
+        top = self.open(name, directory=True)
+        listing = []
+        total = 0
+        try:
+            for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=top):
+                dirnames.sort()
+                for file_name in filenames:
+                    relative = os.path.normpath(os.path.join(dirpath, file_name))
+                    fd = self.open(file_name, parent_fd=dir_fd, shown=os.path.join(self.join(name), relative))
+                    try:
+                        digest, size = _hash_fd(fd, do_fsync)
+                    finally:
+                        os.close(fd)
+                    total += size
+                    listing.append((relative, digest))
+            if do_fsync:
+                os.fsync(top)
+        finally:
+            os.close(top)
+        text = "".join("%s  %s\n" % (digest, relative) for relative, digest in sorted(listing))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest(), total
+
+    def remove(self, name: str) -> None:
+        """Remove an entry (a backup directory with all in it); never follows a symlink."""
+        st = self.lstat(name)
+        if st is None:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            try:
+                os.unlink(name, dir_fd=self.fd)
+            except FileNotFoundError:
+                pass
+            return
+        top = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", dir_fd=top, topdown=False):
+                for file_name in filenames:
+                    os.unlink(file_name, dir_fd=dir_fd)
+                for dir_name in dirnames:
+                    os.rmdir(dir_name, dir_fd=dir_fd)
+        finally:
+            os.close(top)
+        os.rmdir(name, dir_fd=self.fd)
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+
+def _hash_fd(fd: int, do_fsync: bool) -> tuple:
+    digest = hashlib.sha256()
+    size = 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        chunk = os.read(fd, HASH_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        digest.update(chunk)
+    if do_fsync:
+        os.fsync(fd)
+    return digest.hexdigest(), size
+
+
+def open_backup(path: str, uids: frozenset | None = None) -> tuple:
+    """(TrustedDir of its directory, its name) for a backup given by path; the caller closes the TrustedDir."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return TrustedDir(directory, uids or trusted_uids()), name
+
+
+def checksum(path: str, do_fsync: bool = False) -> tuple:
+    """(sha256, size) of the backup at `path`, read as TrustedDir.checksum does."""
+    trusted, name = open_backup(path)
+    with trusted:
+        return trusted.checksum(name, do_fsync)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backup directory
+
+
+def check_backup_dir(backup_dir: str, uids: frozenset | None = None) -> dict:
+    """Whether the directory exists, is trusted, and this user can write there; raises when not. Writes nothing."""
+    uids = uids or trusted_uids()
     if os.path.lexists(backup_dir) and not os.path.isdir(backup_dir):
         raise PrismaOpsError("backup_dir %s exists and is not a directory" % backup_dir)
     if os.path.isdir(backup_dir):
+        TrustedDir(backup_dir, uids).close()
         if not os.access(backup_dir, os.W_OK | os.X_OK):
             raise PrismaOpsError("backup_dir %s is not writable by %s: run the task with become, or choose a "
                                  "directory this user owns" % (backup_dir, _whoami()), code="unwritable")
@@ -511,114 +828,67 @@ def check_backup_dir(backup_dir: str) -> dict:
         if os.path.lexists(parent):
             raise PrismaOpsError("cannot create backup_dir %s: %s is not a directory" % (backup_dir, parent))
         parent = os.path.dirname(parent)
+    check_ancestors(backup_dir, uids)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PrismaOpsError("cannot create backup_dir %s: %s is not writable by %s: run the task with become, or "
                              "create the directory first" % (backup_dir, parent, _whoami()), code="unwritable")
     return {"exists": False}
 
 
-def ensure_backup_dir(backup_dir: str, uid: int, gid: int) -> bool:
-    """Create the directory (0700) or bring it to 0700 and the owner/group asked for; True when changed."""
+def ensure_backup_dir(backup_dir: str, uids: frozenset, uid: int, gid: int, trusted=None) -> tuple:
+    """(TrustedDir, changed): the directory created (0700), or the trusted one brought to 0700 and the owner/group
+    asked for. An untrusted directory is refused (TrustedDir) before anything is changed in it."""
     changed = False
-    try:
-        if not os.path.isdir(backup_dir):
+    if trusted is None:
+        try:
+            check_ancestors(backup_dir, uids)
             os.makedirs(backup_dir, mode=0o700)
             changed = True
-        st = os.stat(backup_dir)
+        except FileExistsError:
+            pass  # another run created it first: trusted or not, TrustedDir decides
+        except OSError as exc:
+            raise PrismaOpsError("cannot prepare backup_dir %s: %s" % (backup_dir, exc.strerror or exc),
+                                 code="unwritable")
+        trusted = TrustedDir(backup_dir, uids)
+    try:
+        st = os.fstat(trusted.fd)
         if stat.S_IMODE(st.st_mode) != 0o700:
-            os.chmod(backup_dir, 0o700)
+            os.fchmod(trusted.fd, 0o700)
             changed = True
         if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
-            os.chown(backup_dir, uid, gid)
+            os.fchown(trusted.fd, uid, gid)
             changed = True
     except OSError as exc:
+        trusted.close()
         raise PrismaOpsError("cannot prepare backup_dir %s: %s" % (backup_dir, exc.strerror or exc), code="unwritable")
-    return changed
-
-
-def _walk_files(path: str) -> list:
-    """Every regular file of a backup (the file itself, or a directory's files), sorted by relative name."""
-    if not os.path.isdir(path):
-        return [path]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for name in sorted(filenames):
-            found.append(os.path.join(dirpath, name))
-    return sorted(found, key=lambda p: os.path.relpath(p, path))
-
-
-def _hash_file(path: str, do_fsync: bool) -> tuple:
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
-            while True:
-                chunk = handle.read(HASH_CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                digest.update(chunk)
-        if do_fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return digest.hexdigest(), size
-
-
-def checksum(path: str, do_fsync: bool = False) -> tuple:
-    """(sha256, size). A directory's sha256 is that of its `sha256sum`-style listing (hash, two spaces, name)."""
-    if not os.path.isdir(path):
-        return _hash_file(path, do_fsync)
-    listing = []
-    total = 0
-    for file_path in _walk_files(path):
-        digest, size = _hash_file(file_path, do_fsync)
-        total += size
-        listing.append("%s  %s\n" % (digest, os.path.relpath(file_path, path)))
-    return hashlib.sha256("".join(listing).encode("utf-8")).hexdigest(), total
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return trusted, changed
 
 
 def set_private(path: str, uid: int, gid: int) -> None:
-    """Files 0600, directories 0700, owner/group as asked, for a backup or a manifest."""
-    targets = [path]
-    if os.path.isdir(path):
-        for dirpath, dirnames, filenames in os.walk(path):
-            targets += [os.path.join(dirpath, n) for n in dirnames + filenames]
-    for target in targets:
-        os.chmod(target, 0o700 if os.path.isdir(target) else 0o600)
-        if uid != -1 or gid != -1:
-            os.chown(target, uid, gid)
+    """A directory backup's files 0600 and directories 0700, owner/group as asked (inside a trusted directory)."""
+    for dirpath, dirnames, filenames in os.walk(path):
+        for target in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+            os.chmod(target, 0o700 if target == dirpath else 0o600, follow_symlinks=False)
+            if uid != -1 or gid != -1:
+                os.chown(target, uid, gid, follow_symlinks=False)
 
 
-def remove_path(path: str) -> None:
-    """Remove a file or a backup directory; never follows a symlink."""
-    if os.path.islink(path) or not os.path.isdir(path):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+def set_private_fd(fd: int, uid: int, gid: int) -> None:
+    os.fchmod(fd, 0o600)
+    if uid != -1 or gid != -1:
+        os.fchown(fd, uid, gid)
 
 
-def verify_dump(fmt: str, path: str, tools: dict, env: dict, secrets: list) -> dict:
-    """Prove the dump is complete: pg_restore reads its table of contents, or plain SQL ends with the marker."""
+def verify_dump(fmt: str, path: str, fd: int | None, tools: dict, env: dict, secrets: list) -> dict:
+    """Prove the dump is complete: pg_restore reads its table of contents, or plain SQL ends with the marker.
+
+    A file dump is read from `fd` (the descriptor it was written through); a directory dump by its path."""
     if fmt == "plain":
-        with open(path, "rb") as handle:
-            head = handle.read(256)
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - PLAIN_TAIL_BYTES))
-            tail = handle.read()
+        os.lseek(fd, 0, os.SEEK_SET)
+        head = os.read(fd, 256)
+        end = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, max(0, end - PLAIN_TAIL_BYTES), os.SEEK_SET)
+        tail = os.read(fd, PLAIN_TAIL_BYTES)
         if not head.lstrip().startswith(b"--") or PLAIN_COMPLETE_MARKER not in tail:
             raise PrismaOpsError("pg_dump exited 0 but the plain dump lacks its completion marker (%r): it is "
                                  "incomplete" % PLAIN_COMPLETE_MARKER.decode(), code="verify_failed")
@@ -627,10 +897,11 @@ def verify_dump(fmt: str, path: str, tools: dict, env: dict, secrets: list) -> d
         raise PrismaOpsError("pg_restore is not installed beside %s or on PATH, so the dump cannot be verified: install "
                              "the PostgreSQL client" % tools["pg_dump"], code="pg_restore_missing")
     prefix = in_container(tools, [], stdin=True)
-    argv = prefix + [tools["pg_restore"], "--list"] + ([] if prefix else [path])
-    with open(path if prefix else os.devnull, "rb") as source:
-        proc = subprocess.run(argv, stdin=source, capture_output=True, text=True, env=env, check=False,
-                              errors="replace")
+    argv = prefix + [tools["pg_restore"], "--list"] + ([path] if fmt == "directory" else [])
+    if fd is not None:
+        os.lseek(fd, 0, os.SEEK_SET)
+    proc = subprocess.run(argv, stdin=fd if fd is not None else subprocess.DEVNULL, capture_output=True, text=True,
+                          env=env, check=False, errors="replace")
     if proc.returncode != 0:
         raise PrismaOpsError("pg_dump exited 0 but pg_restore --list cannot read the dump (exit %d): %s"
                              % (proc.returncode, first_lines(scrub(proc.stderr, secrets))), code="verify_failed")
@@ -644,49 +915,151 @@ def first_lines(text: str, count: int = 3) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Manifests, reuse, retention
+# Manifests, write positions, reuse, retention
 
 
-def read_manifest(path: str) -> dict | None:
-    try:
-        with open(path + MANIFEST_SUFFIX, "r", encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("tool") == TOOL else None
+def read_manifest(trusted: TrustedDir, name: str) -> dict | None:
+    """The manifest of backup `name` in a trusted directory; None when there is none of ours."""
+    data = trusted.read_json(name + MANIFEST_SUFFIX)
+    return data if data is not None and data.get("tool") == TOOL else None
 
 
-def list_backups(backup_dir: str, prefix: str, database: str) -> list:
-    """This module's backups of `database` in the directory: its naming pattern AND a manifest of ours naming it."""
+def list_backups(backup_dir: str, prefix: str, database: str, uids: frozenset | None = None) -> list:
+    """This module's backups of `database` in the directory: its naming pattern AND a manifest of ours naming it.
+
+    The directory must be trusted, and so must every entry with a backup's name and its manifest (TrustedDir):
+    one planted or swapped by another user is refused, with what to fix, rather than skipped."""
     pattern = name_pattern(prefix, database)
-    try:
-        names = os.listdir(backup_dir)
-    except FileNotFoundError:
+    if not os.path.lexists(backup_dir):
         return []
-    except OSError as exc:
-        raise PrismaOpsError("cannot list backup_dir %s: %s" % (backup_dir, exc.strerror or exc))
-    found = []
-    for name in names:
-        match = pattern.match(name)
-        if not match:
-            continue
-        path = os.path.join(backup_dir, name)
-        if os.path.islink(path):
-            continue
-        manifest = read_manifest(path)
-        if not manifest or manifest.get("database") != database or manifest.get("file") != name:
-            continue
-        finished = parse_time(manifest.get("finished_at"))
-        if finished is None:
-            continue
-        found.append({"path": path, "name": name, "manifest": manifest, "finished_at": finished})
+    with TrustedDir(backup_dir, uids or trusted_uids()) as trusted:
+        found = []
+        for name in trusted.names():
+            match = pattern.match(name)
+            if not match:
+                continue
+            st = trusted.lstat(name)
+            if st is None:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise _untrusted(trusted.join(name), "is a symbolic link", "remove it: pg_backup never makes one")
+            manifest = read_manifest(trusted, name)
+            if not manifest or manifest.get("database") != database or manifest.get("file") != name:
+                continue
+            finished = parse_time(manifest.get("finished_at"))
+            if finished is None:
+                continue
+            found.append({"path": trusted.join(name), "name": name, "manifest": manifest, "finished_at": finished})
     found.sort(key=lambda b: (b["finished_at"], b["name"]), reverse=True)  # newest first
     return found
 
 
-def find_reusable(backups: list, opts: BackupOptions, server: str, now: datetime.datetime, notes: list) -> dict | None:
-    """The newest verified backup of the same database, server and selection, younger than reuse_within,
-    whose content still matches its manifest's checksum."""
+# The position of the database's committed writes, read in a snapshot: the first transaction id not yet
+# finished (txid_snapshot_xmax) and the oldest still running (xmin). Every transaction that writes a row, DDL, a
+# setval or a large object gets an id, and its end (commit or abort) moves xmax; nothing else does. The WAL
+# position is recorded too, for the record, but does not decide: it moves without any write (the background
+# writer logs a running-transactions record some seconds after activity, a checkpoint, a restart).
+POSITION_SQL = ("SELECT txid_snapshot_xmin(s)::text, txid_snapshot_xmax(s)::text, CASE WHEN pg_is_in_recovery() "
+                "THEN NULL ELSE pg_current_wal_lsn()::text END FROM txid_current_snapshot() s")
+
+
+def write_position(conn) -> dict:
+    """{xmin, xmax, wal_lsn} now (in a REPEATABLE READ transaction: in its snapshot); `idle` when the snapshot
+    lists no running transaction (every one it does not see has an id at or above xmax, which is the last
+    finished id + 1), the only state in which xmax alone says which writes a snapshot holds."""
+    with conn.cursor() as cur:
+        cur.execute(POSITION_SQL)
+        xmin, xmax, lsn = cur.fetchone()
+    return {"xmin": int(xmin), "xmax": int(xmax), "idle": xmin == xmax, "wal_lsn": lsn}
+
+
+def same_position(recorded, now: dict) -> bool:
+    """True when nothing was written since `recorded`: it was idle and no transaction has finished since."""
+    return (isinstance(recorded, dict) and recorded.get("idle") is True and recorded.get("xmax") == now["xmax"]
+            and now["idle"])
+
+
+# Every relation with rows of this database: its tables, materialized views and sequences, and its own catalogs
+# (DDL), but not the statistics ANALYZE rewrites nor shared catalogs (other databases and roles).
+RELATIONS_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname), c.oid::bigint, c.relfilenode::bigint, c.relkind::text,
+       n.nspname = 'pg_catalog', has_table_privilege(c.oid, 'SELECT')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'S') AND NOT c.relisshared AND n.nspname <> 'information_schema'
+  AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)' AND c.relname NOT IN ('pg_statistic', 'pg_statistic_ext_data')
+ORDER BY 1
+"""
+XID_WRAP = 1 << 32
+
+
+def relation_state(conn, position: dict, since: int | None = None) -> dict | None:
+    """In the caller's snapshot: for every relation (RELATIONS_SQL) its oid, file and live row count (a sequence:
+    its value), and, with `since` (a recorded xmax), which relations have live rows written by a transaction that
+    ended after it (xmin in [since, xmax of `position`)). None when a table of the database cannot be read (then
+    nothing can be proven)."""
+    state = {"position": position, "relations": {}, "written": []}
+    with conn.cursor() as cur:
+        cur.execute(RELATIONS_SQL)
+        for name, oid, filenode, kind, catalog, readable in cur.fetchall():
+            if not readable:
+                if catalog:
+                    continue  # pg_user_mapping and the like: not the app's data
+                return None
+            if kind == "S":
+                cur.execute("SELECT last_value, is_called FROM %s" % name)
+                value, newer = list(cur.fetchone()), 0
+            else:
+                window = 0 if since is None else position["xmax"] - since
+                cur.execute("SELECT count(*), count(*) FILTER (WHERE ((xmin::text::bigint - %%s) %%%% %d + %d) "
+                            "%%%% %d < %%s) FROM %s" % (XID_WRAP, XID_WRAP, XID_WRAP, name), (since or 0, window))
+                count, newer = cur.fetchone()
+                value = [count]
+            state["relations"][name] = [oid, filenode] + value
+            if newer:
+                state["written"].append(name)
+    return state
+
+
+def database_state(conn, since: int | None = None) -> dict | None:
+    """relation_state with the write position, in a snapshot of its own (`conn` in autocommit)."""
+    conn.autocommit = False
+    conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    try:
+        return relation_state(conn, write_position(conn), since)
+    finally:
+        conn.rollback()
+        conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
+        conn.autocommit = True
+
+
+def unchanged_since(recorded, conn, position: dict | None = None) -> bool:
+    """True when nothing was written in this database since `recorded` (a relation_state): no transaction with an
+    id has ended on the server since (same_position), or the ones that did wrote no row of this database (the same
+    relations, files, live row counts and sequence values, and no live row with a newer xmin). `position`: the
+    caller's snapshot's, to read in that snapshot; None: a snapshot of its own."""
+    if not isinstance(recorded, dict):
+        return False
+    then = recorded.get("position")
+    if not isinstance(then, dict) or not isinstance(then.get("xmax"), int) or not isinstance(then.get("xmin"), int):
+        return False
+    # A row the recorded snapshot did not see was written by a transaction id at or above its xmin (its xmax when
+    # no transaction was running). Counting from xmin also flags rows the snapshot did see that recent
+    # transactions wrote: then the answer is "changed", never a wrong "unchanged".
+    since = then["xmax"] if then.get("idle") else then["xmin"]
+    now = database_state(conn, since) if position is None else relation_state(conn, position, since)
+    if now is None:
+        return False
+    if same_position(then, now["position"]):
+        return True
+    return not now["written"] and now["relations"] == recorded.get("relations")
+
+
+def find_reusable(backups: list, opts: BackupOptions, server: str, now: datetime.datetime, notes: list,
+                  trusted: TrustedDir, position: dict, history: dict, conn=None) -> dict | None:
+    """The newest verified backup of the same database, server and selection, younger than reuse_within, with
+    nothing written since it was taken (the same write position, or, read in `conn`'s snapshot, no row of this
+    database written since: unchanged_since), the same _prisma_migrations rows, and whose content still matches
+    its manifest's checksum. A manifest without a position is never reused."""
     if not opts.reuse_within:
         return None
     for backup in backups:
@@ -698,10 +1071,17 @@ def find_reusable(backups: list, opts: BackupOptions, server: str, now: datetime
             continue
         if manifest.get("selection") != opts.selection():
             continue
-        if not os.path.exists(backup["path"]):
+        recorded = dict(manifest.get("state") or {}, position=manifest.get("position"))
+        unchanged = same_position(manifest.get("position"), position) or (
+            conn is not None and unchanged_since(recorded, conn, position))
+        if not unchanged or manifest.get("prisma_migrations") != history:
+            notes.append("%s was taken before later writes (or records no write position): not reused"
+                         % backup["path"])
+            continue
+        if trusted.lstat(backup["name"]) is None:
             continue
         try:
-            digest, size = checksum(backup["path"])
+            digest, size = trusted.checksum(backup["name"])
         except OSError:
             continue
         if digest != manifest.get("sha256") or size != manifest.get("size"):
@@ -733,25 +1113,6 @@ def plan_retention(backups: list, keep: set, keep_last: int | None, max_age: int
         else:
             kept += 1
     return doomed
-
-
-def write_manifest(path: str, manifest: dict, uid: int, gid: int) -> str:
-    """Write <path>.manifest.json atomically (temporary name, fsync, rename)."""
-    final = path + MANIFEST_SUFFIX
-    directory, name = os.path.split(final)
-    fd, tmp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        set_private(tmp, uid, gid)
-        os.rename(tmp, final)
-    except BaseException:
-        remove_path(tmp)
-        raise
-    return final
 
 
 def history_for_manifest(conn, schema: str) -> dict:
@@ -794,26 +1155,21 @@ def export_snapshot(conn) -> str | None:
 LOCK_WAIT = 900
 
 
-def lock_backup_dir(backup_dir: str, wait: float = LOCK_WAIT) -> int:
-    """An exclusive flock on the backup directory itself, waited for at most `wait` seconds; its open fd.
+def lock_backup_dir(trusted: TrustedDir, wait: float = LOCK_WAIT) -> None:
+    """An exclusive flock on the trusted backup directory's own descriptor, waited for at most `wait` seconds.
 
     Two runs at once (two operators, cron and a person) must not both dump, nor race for one name: the second
     waits here, then finds the first one's backup and reuses it. The lock dies with the process that holds it,
     so a killed run leaves nothing to clean up, and no lock file is left in the directory."""
-    try:
-        fd = os.open(backup_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise PrismaOpsError("cannot open backup_dir %s: %s; nothing was changed" % (backup_dir, exc.strerror or exc))
     started = time.monotonic()
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            fcntl.flock(trusted.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
         except BlockingIOError:
             if time.monotonic() - started >= wait:
-                os.close(fd)
                 raise PrismaOpsError("another pg_backup into %s has held its lock for %d s: wait for it to finish, then "
-                                     "run again; nothing was changed" % (backup_dir, wait), code="backup_locked")
+                                     "run again; nothing was changed" % (trusted.path, wait), code="backup_locked")
             time.sleep(0.2)
 
 
@@ -825,34 +1181,40 @@ def run_backup(spec: ConnectionSpec, opts: BackupOptions, check_mode: bool = Fal
     """Take (or reuse) a verified backup; apply retention. Returns the module's result; raises PrismaOpsError."""
     secrets = list(spec.secrets)
     uid, gid = resolve_owner(opts.owner, opts.group)
-    dir_state = check_backup_dir(opts.backup_dir)
+    uids = trusted_uids(uid)
+    dir_state = check_backup_dir(opts.backup_dir, uids)
     notes: list = []
     # One backup at a time per directory, from choosing (reuse, or a new name) to the manifest (lock_backup_dir).
     # A directory that does not exist yet is locked once it is created, and the choice is made again under the lock.
-    lock = {"fd": None}
-    if not check_mode and dir_state["exists"]:
-        lock["fd"] = lock_backup_dir(opts.backup_dir)
+    held = {"dir": None, "changed": False}
     try:
+        if dir_state["exists"]:
+            held["dir"] = TrustedDir(opts.backup_dir, uids)
+            if not check_mode:
+                lock_backup_dir(held["dir"])
         try:
-            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, notes, lock)
+            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, uids, notes, held)
         except _LockedLate:
-            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, {"exists": True}, notes, lock)
+            return _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, uids, notes, held)
     finally:
-        if lock["fd"] is not None:
-            os.close(lock["fd"])
+        if held["dir"] is not None:
+            held["dir"].close()
 
 
-def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, notes, lock) -> dict:
+def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, uids, notes, held) -> dict:
     conn = connect(spec, application_name=APPLICATION_NAME, autocommit=False)
     try:
-        # One read-only snapshot: server facts, the history rows, and (exported) the dump itself.
+        # One read-only snapshot: server facts, the write position, the history rows, and (exported) the dump itself.
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         info = server_info(conn)
         database = info["database"]
         server = "%s:%s" % (spec.host or "local socket", spec.port or 5432)
         now = utcnow()
-        backups = list_backups(opts.backup_dir, opts.prefix, database)
-        reused = find_reusable(backups, opts, server, now, notes)
+        trusted = held["dir"]
+        backups = list_backups(opts.backup_dir, opts.prefix, database, uids) if trusted else []
+        position = write_position(conn)
+        history = history_for_manifest(conn, spec.schema)
+        reused = trusted and find_reusable(backups, opts, server, now, notes, trusted, position, history, conn)
         result = {"database": database, "server_version": info["server_version"], "format": opts.format,
                   "backup_dir": opts.backup_dir, "notes": notes}
         if reused:
@@ -866,20 +1228,24 @@ def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, not
             server_ver = server_major(info["server_version_num"])
             tools = (container_tools(opts, server_ver, info["server_version"]) if opts.container
                      else find_tools(opts.pg_dump_path, server_ver, info["server_version"]))
-            name = next_free_name(opts.backup_dir, opts.prefix, database, now, opts.extension)
+            name = next_free_name(trusted, opts.prefix, database, now, opts.extension)
             path = os.path.join(opts.backup_dir, name)
             result.update(path=path, manifest=path + MANIFEST_SUFFIX, reused=False, pg_dump_version=tools["version_line"],
                           restore_command=restore_command(opts.format, path, tools, spec, database, opts.jobs),
                           size=None, sha256=None, duration=None, changed=True)
             keep = {path}
             if not check_mode:
-                dir_changed = ensure_backup_dir(opts.backup_dir, uid, gid)
-                if lock["fd"] is None:
-                    lock["fd"] = lock_backup_dir(opts.backup_dir)
+                if trusted is None:
+                    held["dir"], held["changed"] = ensure_backup_dir(opts.backup_dir, uids, uid, gid)
+                    lock_backup_dir(held["dir"])
                     raise _LockedLate()
-                done = dump(conn, spec, opts, tools, path, info, now, secrets, uid, gid)
+                dir_changed = ensure_backup_dir(opts.backup_dir, uids, uid, gid, trusted)[1] or held["changed"]
+                # With reuse_within, what the next run compares with: every relation's state in the dump's snapshot.
+                state = relation_state(conn, position) if opts.reuse_within else None
+                done = dump(conn, spec, opts, tools, trusted, name, info, now, secrets, uid, gid, position, history,
+                            state)
                 result.update(done, dir_changed=dir_changed)
-                backups = list_backups(opts.backup_dir, opts.prefix, database)
+                backups = list_backups(opts.backup_dir, opts.prefix, database, uids)
         if check_mode and not reused:
             # The backup a real run would take counts towards keep_last, as it would after the run.
             backups = [{"path": result["path"], "name": os.path.basename(result["path"]), "finished_at": now}] + backups
@@ -889,50 +1255,50 @@ def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, dir_state, not
             result["changed"] = True
             if not check_mode:
                 for backup in doomed:
-                    remove_path(backup["path"])
-                    remove_path(backup["path"] + MANIFEST_SUFFIX)
-                fsync_dir(opts.backup_dir)
-        if check_mode and not dir_state["exists"]:
+                    trusted.remove(backup["name"])
+                    trusted.remove(backup["name"] + MANIFEST_SUFFIX)
+                    trusted.remove(backup["name"] + RESTORED_SUFFIX)
+                trusted.fsync()
+        if check_mode and trusted is None:
             notes.append("backup_dir %s does not exist yet; it would be created (0700)" % opts.backup_dir)
     finally:
         conn.close()
     return result
 
 
-def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str, info: dict,
-         started: datetime.datetime, secrets: list, uid: int, gid: int) -> dict:
-    """pg_dump to a temporary name, verify, fsync, rename, manifest. Leaves nothing behind on failure."""
-    directory, name = os.path.split(path)
-    history = history_for_manifest(conn, spec.schema)
+def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, trusted: TrustedDir, name: str, info: dict,
+         started: datetime.datetime, secrets: list, uid: int, gid: int, position: dict, history: dict,
+         state: dict | None = None) -> dict:
+    """pg_dump to a temporary name, verify, fsync, rename, manifest. Leaves nothing behind on failure.
+
+    A file dump goes to pg_dump's stdout, into a descriptor this module created (O_EXCL, no symlink followed)
+    relative to the trusted directory; the rename is relative to it too."""
+    path = trusted.join(name)
     snapshot = export_snapshot(conn)
-    private = tempfile.mkdtemp(prefix="prisma-ops-pgpass-")  # 0700, removed below
     # A hidden name that never matches the backup pattern, so retention and reuse ignore it.
-    tmp = os.path.join(directory, ".%s.tmp-%s" % (name, os.urandom(4).hex()))
+    tmp = ".%s.tmp-%s" % (name, os.urandom(4).hex())
     renamed = False
+    out_fd = None
+    in_container_ = bool(tools.get("container"))
+    passfile = Passfile(None if in_container_ else spec.password)
     try:
-        passfile = None
-        if spec.password and not tools.get("container"):
-            passfile = os.path.join(private, "pgpass")
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(passfile_line(spec.password))
-        env = child_environment(passfile)
+        env = passfile.environment()
         if opts.format != "directory":
-            # Created 0600 first: pg_dump truncates it and the mode stays; the directory is 0700 anyway.
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        if tools.get("container"):
+            out_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=trusted.fd)
+        if in_container_:
             # A passfile on this host means nothing inside the container: the CLI passes PGPASSWORD on by name.
             if spec.password:
                 env["PGPASSWORD"] = spec.password
             prefix = in_container(tools, ["PGPASSWORD"] if spec.password else [])
             argv = prefix + pg_dump_argv(tools, opts, spec, None, snapshot)
         else:
-            argv = pg_dump_argv(tools, opts, spec, tmp, snapshot)
+            argv = pg_dump_argv(tools, opts, spec, trusted.join(tmp) if opts.format == "directory" else None, snapshot)
         clock = time.monotonic()
         try:
-            with open(tmp if tools.get("container") else os.devnull, "wb") as sink:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=env,
-                                      check=False)
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out_fd if out_fd is not None
+                                  else subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False,
+                                  pass_fds=passfile.pass_fds)
             proc.stderr = (proc.stderr or b"").decode("utf-8", "replace")
         except OSError as exc:
             raise PrismaOpsError("cannot run %s: %s" % (tools["pg_dump"], exc.strerror or exc), code="pg_dump_failed")
@@ -940,14 +1306,16 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
         stderr = scrub(proc.stderr or "", secrets)
         if proc.returncode != 0:
             raise PrismaOpsError("pg_dump failed (exit %d): %s; nothing was written to %s" % (
-                proc.returncode, first_lines(stderr), directory), code="pg_dump_failed",
+                proc.returncode, first_lines(stderr), trusted.path), code="pg_dump_failed",
                 stderr=stderr[-STDERR_LIMIT:], cmd=[scrub(a, secrets) for a in argv], rc=proc.returncode)
-        verification = verify_dump(opts.format, tmp, tools, env, secrets)
-        set_private(tmp, uid, gid)
-        digest, size = checksum(tmp, do_fsync=True)
-        if os.path.isdir(tmp):
-            fsync_dir(tmp)
-        os.rename(tmp, path)
+        verification = verify_dump(opts.format, trusted.join(tmp), out_fd, tools, env, secrets)
+        if out_fd is not None:
+            set_private_fd(out_fd, uid, gid)
+            digest, size = _hash_fd(out_fd, do_fsync=True)
+        else:
+            set_private(trusted.join(tmp), uid, gid)
+            digest, size = trusted.checksum(tmp, do_fsync=True)
+        os.rename(tmp, name, src_dir_fd=trusted.fd, dst_dir_fd=trusted.fd)
         renamed = True
         finished = utcnow()
         duration = round(time.monotonic() - clock, 3)
@@ -961,19 +1329,22 @@ def dump(conn, spec: ConnectionSpec, opts: BackupOptions, tools: dict, path: str
             "pg_dump_version": tools["version_line"], "started_at": started.isoformat(),
             "finished_at": finished.isoformat(), "duration": duration, "dump_seconds": round(dump_seconds, 3),
             "size": size, "sha256": digest, "verified": True, "verification": verification, "snapshot": bool(snapshot),
+            # Only a dump of the transaction's own snapshot is at this position.
+            "position": position if snapshot else None, "state": state if snapshot else None,
             "restore_command": restore_command(opts.format, path, tools, spec, info["database"], opts.jobs),
             "prisma_migrations": history,
         }
-        manifest_path = write_manifest(path, manifest, uid, gid)
-        fsync_dir(directory)
+        trusted.write_json(name + MANIFEST_SUFFIX, manifest, uid, gid)
     except OSError as exc:
         # Disk full while hashing or writing the manifest, a directory that vanished, ...
-        raise PrismaOpsError("backup to %s failed: %s; nothing was left behind" % (directory, exc.strerror or exc),
+        raise PrismaOpsError("backup to %s failed: %s; nothing was left behind" % (trusted.path, exc.strerror or exc),
                              code="io_error")
     finally:
-        shutil.rmtree(private, ignore_errors=True)
-        remove_path(tmp)
-        if renamed and not os.path.exists(path + MANIFEST_SUFFIX):
-            remove_path(path)  # a backup without its manifest is not a backup this module vouches for
+        passfile.close()
+        if out_fd is not None:
+            os.close(out_fd)
+        trusted.remove(tmp)
+        if renamed and trusted.lstat(name + MANIFEST_SUFFIX) is None:
+            trusted.remove(name)  # a backup without its manifest is not a backup this module vouches for
     return {"size": size, "sha256": digest, "duration": duration, "verification": verification,
             "prisma_migrations": len(history["rows"]), "finished_at": finished.isoformat()}

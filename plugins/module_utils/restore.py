@@ -21,6 +21,18 @@ ON_ERROR_STOP=1, and only the dump's own final COMMIT (or psql --single-transact
 file) commits, so a failure at any point leaves the database as it was. The transaction first
 takes Prisma's advisory lock (72707369) without waiting, so a restore never interleaves with a
 running `prisma migrate deploy`.
+
+Every backup and manifest is read through backup.TrustedDir (a directory and files owned by this
+user or root, writable by no one else, opened without following a symlink). A plain SQL dump is fed
+to psql on stdin after a first line `\\restrict <random key>` the file cannot know: psql then refuses
+every meta-command (`\\!`, `\\o |cmd`, `\\copy ... program`, `\\i`, `\\connect`, ...) wherever it stands,
+with its own lexer, while COPY data stays data (plain_script).
+
+After a restore (and an ANALYZE), `<backup>.restored.json` records the backup's sha256 and the database's
+state (database_state: the server's write position, and every relation's oid, file and live row count, every
+sequence's value). A second request for the same backup is a no-op that says so when nothing was written
+since: no transaction with an id ended on the server, or the ones that did wrote no row of this database
+(no live row with a newer xmin, the same relations, counts and sequence values). Any write: a real restore.
 """
 
 from __future__ import annotations
@@ -28,17 +40,17 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import PRISMA_LOCK_KEY
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.backup import (
-    EXT_TO_FORMAT, FORMATS, MANIFEST_SUFFIX, PREFIX_RE, STDERR_LIMIT, checksum, child_environment, conninfo_quote,
-    find_tools, first_lines, history_for_manifest, list_backups, parse_time, passfile_line, read_manifest,
-    server_major,
+    EXT_TO_FORMAT, FORMATS, MANIFEST_SUFFIX, PREFIX_RE, RESTORED_SUFFIX, STDERR_LIMIT, TOOL, Passfile,
+    conninfo_quote, find_tools, first_lines, history_for_manifest, list_backups, open_backup, parse_time,
+    database_state, passfile_line, read_manifest, server_major, tool_version, unchanged_since,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import (
     DEFAULT_CONTAINER_EXEC, check_container_args, container_argv,
@@ -60,6 +72,12 @@ TIME_FIELDS = ("started_at", "finished_at", "rolled_back_at")
 ROW_FIELDS = ("migration_name", "checksum", "started_at", "finished_at", "rolled_back_at", "applied_steps_count", "logs")
 # Warnings psql prints that say nothing is wrong (the dump's own BEGIN inside ours).
 HARMLESS_STDERR = ("there is already a transaction in progress",)
+# psql's \restrict mode (CVE-2025-8714): the first release of each branch that has it.
+RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+# The dump's own \restrict line (pg_dump 17.6/16.10/15.14/14.19/13.22 and later) and its closing \unrestrict.
+OWN_RESTRICT_RE = re.compile(rb"^\\restrict ([A-Za-z0-9]+)$")
+OWN_UNRESTRICT_RE = re.compile(rb"^\\unrestrict ([A-Za-z0-9]+)$")
+META_REFUSED = ("backslash commands are restricted", "\\unrestrict: wrong key")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,33 +156,39 @@ def format_of(path: str, manifest: dict) -> str:
 def verify_backup(path: str) -> dict:
     """The backup and its manifest, after proving the bytes still hash to the manifest's sha256.
 
-    Also refuses what cannot be restored safely: no manifest, a partial selection, no history rows to check."""
+    Both are read through a TrustedDir (backup.py): a backup in a directory another user could write, a file of
+    another user, or a symlink is refused with what to fix. Also refuses what cannot be restored safely: no
+    manifest, a partial selection, no history rows to check."""
     if os.path.islink(path):
         raise PrismaOpsError("%s is a symbolic link: give the backup itself" % path, code="bad_backup")
     if not os.path.exists(path):
         raise PrismaOpsError("backup %s does not exist on this host" % path, code="no_backup")
-    manifest = read_manifest(path)
-    if manifest is None or manifest.get("file") != os.path.basename(path):
-        raise PrismaOpsError("%s has no pg_backup manifest (%s%s) naming it: only backups taken by "
-                             "prisma_ops.migrate.pg_backup can be verified and restored"
-                             % (path, os.path.basename(path), MANIFEST_SUFFIX), code="no_manifest")
-    fmt = format_of(path, manifest)
-    if not manifest.get("verified"):
-        raise PrismaOpsError("%s was not verified when it was taken" % path, code="bad_manifest")
-    selection = manifest.get("selection") or {}
-    if selection.get("schema_only") or selection.get("tables") or selection.get("exclude_tables"):
-        raise PrismaOpsError("%s holds only part of the database (schema_only, tables or exclude_tables): restoring "
-                             "it would lose the rest, so this module does not; use pg_restore by hand" % path,
-                             code="partial_backup")
-    history = manifest.get("prisma_migrations") or {}
-    if history.get("error") or "rows" not in history:
-        raise PrismaOpsError("the manifest of %s has no _prisma_migrations rows (%s), so the restore could not be "
-                             "verified: restore it by hand" % (path, history.get("error") or "missing"),
-                             code="bad_manifest")
-    try:
-        digest, size = checksum(path)
-    except OSError as exc:
-        raise PrismaOpsError("cannot read %s: %s" % (path, exc.strerror or exc), code="bad_backup")
+    trusted, name = open_backup(path)
+    with trusted:
+        manifest = read_manifest(trusted, name)
+        if manifest is None or manifest.get("file") != name:
+            raise PrismaOpsError("%s has no pg_backup manifest (%s%s) naming it: only backups taken by "
+                                 "prisma_ops.migrate.pg_backup can be verified and restored"
+                                 % (path, name, MANIFEST_SUFFIX), code="no_manifest")
+        fmt = format_of(path, manifest)
+        if not manifest.get("verified"):
+            raise PrismaOpsError("%s was not verified when it was taken" % path, code="bad_manifest")
+        selection = manifest.get("selection") or {}
+        if selection.get("schema_only") or selection.get("tables") or selection.get("exclude_tables"):
+            raise PrismaOpsError("%s holds only part of the database (schema_only, tables or exclude_tables): "
+                                 "restoring it would lose the rest, so this module does not; use pg_restore by hand"
+                                 % path, code="partial_backup")
+        history = manifest.get("prisma_migrations") or {}
+        if history.get("error") or "rows" not in history:
+            raise PrismaOpsError("the manifest of %s has no _prisma_migrations rows (%s), so the restore could not "
+                                 "be verified: restore it by hand" % (path, history.get("error") or "missing"),
+                                 code="bad_manifest")
+        try:
+            digest, size = trusted.checksum(name)
+        except PrismaOpsError:
+            raise
+        except OSError as exc:
+            raise PrismaOpsError("cannot read %s: %s" % (path, exc.strerror or exc), code="bad_backup")
     if digest != manifest.get("sha256") or size != manifest.get("size"):
         raise PrismaOpsError("%s does not match its manifest: sha256 %s and %d bytes now, %s and %s bytes when it was "
                              "taken. It was changed or damaged; nothing was restored" % (
@@ -175,12 +199,16 @@ def verify_backup(path: str) -> dict:
 
 
 def choose_backup(backups: list, verify=verify_backup) -> tuple:
-    """(the newest backup that verifies, notes on the newer ones that did not); backups are newest first."""
+    """(the newest backup that verifies, notes on the newer ones that did not); backups are newest first.
+
+    An untrusted file is not skipped: it stops the choice, since someone else wrote in the directory."""
     notes = []
     for backup in backups:
         try:
             return verify(backup["path"]), notes
         except PrismaOpsError as exc:
+            if exc.details.get("code") == "untrusted":
+                raise
             notes.append("skipped %s: %s" % (backup["path"], exc.msg))
     return None, notes
 
@@ -371,7 +399,8 @@ def exec_prefix(opts: RestoreOptions, password: bool) -> list:
 def render_argv(opts: RestoreOptions, tools: dict, path: str, schema_only: bool = False) -> list:
     """pg_restore turning a custom or directory archive into the SQL script psql runs (it never connects).
 
-    In a container the archive comes on stdin, so only the custom format can be read there."""
+    A custom archive comes on stdin, from the descriptor the backup was verified through (in a container too);
+    a directory archive, which cannot be streamed, by its path in the trusted directory."""
     base = [tools["pg_restore"], "--file=-"]
     if schema_only:
         base.append("--schema-only")
@@ -379,25 +408,65 @@ def render_argv(opts: RestoreOptions, tools: dict, path: str, schema_only: bool 
         base.append("--single-transaction")  # the script's own BEGIN ... COMMIT: no COMMIT unless it is complete
     if opts.container:
         return exec_prefix(opts, False) + base
-    return base + [path]
+    return base + ([path] if EXT_TO_FORMAT.get(path.rsplit(".", 1)[-1]) == "directory" else [])
 
 
 def psql_argv(opts: RestoreOptions, tools: dict, spec: ConnectionSpec, fmt: str, path: str, preamble: str) -> list:
+    """psql reading its script on stdin: pg_restore's output, or a plain dump behind a \\restrict line (plain_script)."""
     argv = exec_prefix(opts, bool(spec.password)) + [
         tools["psql"], "--no-psqlrc", "--no-password", "--quiet", "--set=ON_ERROR_STOP=1",
         "--dbname=%s" % client_conninfo(spec)]
     if fmt == "plain":
         # The file is complete and verified: psql's own transaction around the preamble and the file.
-        argv += ["--single-transaction", "--command=%s" % preamble,
-                 "--file=%s" % ("-" if opts.container else path)]
-    else:
-        # The preamble opens the transaction; only the script's final COMMIT ends it.
-        argv += ["--command=%s" % preamble, "--file=-"]
-    return argv
+        argv.append("--single-transaction")
+    # Otherwise the preamble opens the transaction; only the script's final COMMIT ends it.
+    return argv + ["--command=%s" % preamble, "--file=-"]
 
 
 def container_tools() -> dict:
     return {"pg_restore": "pg_restore", "psql": "psql"}
+
+
+def has_restrict(version: tuple) -> bool:
+    """Whether psql of this (major, minor) version has \\restrict (CVE-2025-8714)."""
+    major, minor = version[0], version[1] if len(version) > 1 else 0
+    return major >= 18 or (major in RESTRICT_SINCE and minor >= RESTRICT_SINCE[major])
+
+
+def plain_script(lines, key: str):
+    """The plain dump's lines behind `\\restrict <key>`, for psql's stdin.
+
+    With a key the dump cannot know, psql refuses every backslash command after that line (only `\\unrestrict
+    <key>` is allowed), found by psql's own lexer: at a line's start, after a statement on the same line, in any
+    place psql would run one; COPY data is data and passes. The dump's own first `\\restrict` line and its closing
+    `\\unrestrict` of the same key (pg_dump 15.14 and later write them) are left out, as psql would refuse a second
+    \\restrict; any other copy of them is passed on, and refused."""
+    yield b"\\restrict " + key.encode("ascii") + b"\n"
+    own = None
+    started = False
+    held = []  # the dump's closing \unrestrict, and the comments after it: dropped only at the end of the file
+    for line in lines:
+        bare = line.strip()
+        quiet = not bare or bare.startswith(b"--")
+        if not started and not quiet:
+            started = True
+            match = OWN_RESTRICT_RE.match(bare)
+            if match:
+                own = match.group(1)
+                continue
+        if held:
+            if quiet:
+                held.append(line)
+                continue
+            yield from held
+            held = []
+        if own is not None:
+            match = OWN_UNRESTRICT_RE.match(bare)
+            if match and match.group(1) == own:
+                held.append(line)
+                continue
+        yield line
+    yield from held[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,19 +480,36 @@ def _stderr_text(handle, secrets: list) -> str:
     return scrub("\n".join(lines), secrets)
 
 
-def run_pipeline(stages: list, stdin_path: str | None, env: dict, secrets: list) -> list:
-    """Run argv lists as a pipeline (each one's stdout into the next); [(argv, rc, stderr)] for each."""
-    procs, errs = [], []
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
+def _feed(pipe, chunks) -> None:
+    """Write `chunks` into a child's stdin; a child that exits early (EPIPE) ends the writing."""
     try:
-        previous = stdin
+        for chunk in chunks:
+            pipe.write(chunk)
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def run_pipeline(stages: list, stdin, env: dict, secrets: list, pass_fds: tuple = ()) -> list:
+    """Run argv lists as a pipeline (each one's stdout into the next); [(argv, rc, stderr)] for each.
+
+    `stdin`: a descriptor the first stage reads, an iterable of bytes written to it by a thread, or None."""
+    procs, errs = [], []
+    feeder = None
+    first_stdin = subprocess.DEVNULL if stdin is None else stdin if isinstance(stdin, int) else subprocess.PIPE
+    try:
+        previous = first_stdin
         for index, argv in enumerate(stages):
             err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
             errs.append(err)
             last = index == len(stages) - 1
             try:
                 proc = subprocess.Popen(argv, stdin=previous, stdout=subprocess.DEVNULL if last else subprocess.PIPE,
-                                        stderr=err, env=env)  # pylint: disable=consider-using-with
+                                        stderr=err, env=env, pass_fds=pass_fds)  # pylint: disable=consider-using-with
             except OSError as exc:
                 for running in procs:
                     running.kill()
@@ -432,20 +518,24 @@ def run_pipeline(stages: list, stdin_path: str | None, env: dict, secrets: list)
                                      code="tool_missing")
             if procs and procs[-1].stdout:
                 procs[-1].stdout.close()  # so the producer sees EPIPE if the consumer dies
+            if index == 0 and first_stdin is subprocess.PIPE:
+                feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+                feeder.start()
             previous = proc.stdout
             procs.append(proc)
         for proc in procs:
             proc.wait()
+        if feeder is not None:
+            feeder.join()
         return [(argv, proc.returncode, _stderr_text(err, secrets)) for argv, proc, err in zip(stages, procs, errs)]
     finally:
-        if stdin_path:
-            stdin.close()
         for err in errs:
             err.close()
 
 
-def _scan(path: str, fmt: str, opts: RestoreOptions, tools: dict, env: dict, secrets: list) -> tuple:
+def _scan(trusted, name: str, fmt: str, opts: RestoreOptions, tools: dict, env: dict, secrets: list) -> tuple:
     """Which schemas the dump holds (and, for plain, whether it has its own transaction statements)."""
+    path = trusted.join(name)
     if fmt == "plain":
         own_txn = []
 
@@ -456,19 +546,19 @@ def _scan(path: str, fmt: str, opts: RestoreOptions, tools: dict, env: dict, sec
                     own_txn.append(True)
                 yield line
 
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        with os.fdopen(trusted.open(name), "r", encoding="utf-8", errors="replace") as handle:
             schemas = dump_schemas(lines(handle))
         return schemas, bool(own_txn)
     argv = render_argv(opts, tools, path, schema_only=True)
-    stdin = open(path, "rb") if opts.container else subprocess.DEVNULL  # pylint: disable=consider-using-with
+    fd = trusted.open(name) if fmt == "custom" else None
     try:
-        proc = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, env=env, check=False,
-                              errors="replace")
+        proc = subprocess.run(argv, stdin=fd if fd is not None else subprocess.DEVNULL, capture_output=True,
+                              text=True, env=env, check=False, errors="replace")
     except OSError as exc:
         raise PrismaOpsError("cannot run %s: %s" % (argv[0], exc.strerror or exc), code="tool_missing")
     finally:
-        if opts.container:
-            stdin.close()
+        if fd is not None:
+            os.close(fd)
     if proc.returncode != 0:
         raise PrismaOpsError("pg_restore cannot read %s (exit %d): %s; nothing was changed" % (
             path, proc.returncode, first_lines(scrub(proc.stderr, secrets))), code="pg_restore_failed",
@@ -496,6 +586,50 @@ def _plan_text(chosen: dict, database: str, target: str, plan: list, pre_restore
     return steps
 
 
+def already_restored(trusted, name: str, chosen: dict, database: str, target: str, conn) -> dict | None:
+    """The record of this backup's last restore when it is still in place: same backup bytes, same database and
+    server, and nothing written in the database since (backup.unchanged_since: that keeps it in place when only
+    autovacuum's ANALYZE of a shared catalog, or another database, moved the server's position). None otherwise."""
+    record = trusted.read_json(name + RESTORED_SUFFIX)
+    if not record or record.get("tool") != TOOL or record.get("file") != name:
+        return None
+    if (record.get("sha256"), record.get("database"), record.get("server")) != (chosen["sha256"], database, target):
+        return None
+    return record if unchanged_since(record.get("state"), conn) else None
+
+
+def record_restore(trusted, name: str, chosen: dict, database: str, target: str, conn, notes: list) -> None:
+    """ANALYZE (the statistics the restore left stale, so autovacuum has less to write), then record the backup's
+    sha256 and the database's state (database_state) in <backup>.restored.json beside it."""
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE")
+    state = database_state(conn)
+    if state is None:
+        notes.append("a table of %s is not readable by this user, so a later run cannot prove the restore is still in "
+                     "place: running it again restores again" % database)
+        return
+    record = {"tool": TOOL, "file": name, "sha256": chosen["sha256"], "database": database, "server": target,
+              "state": state, "position": state["position"],
+              "restored_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()}
+    try:
+        trusted.write_json(name + RESTORED_SUFFIX, record)
+    except OSError as exc:
+        notes.append("could not record the restore in %s (%s): running it again restores again"
+                     % (trusted.join(name + RESTORED_SUFFIX), exc.strerror or exc))
+
+
+def _check_psql(tools: dict, opts: RestoreOptions) -> None:
+    """A plain restore needs psql's \\restrict: refuse an older host psql before anything runs."""
+    if opts.container:
+        return  # checked by running it: an older psql fails on the first line, inside the transaction
+    version = tool_version(tools["psql"])[0]
+    if not has_restrict(version):
+        raise PrismaOpsError("%s is PostgreSQL %s, without \\restrict (CVE-2025-8714), so a plain SQL backup could run "
+                             "shell commands through psql meta-commands: upgrade the PostgreSQL client to 17.6, 16.10, "
+                             "15.14, 14.19 or 13.22 or later, or restore a custom-format backup; nothing was changed"
+                             % (tools["psql"], ".".join(map(str, version))), code="unsupported")
+
+
 def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = False) -> dict:
     """Restore (or, in check mode, plan restoring) a verified backup. Returns the result; raises PrismaOpsError."""
     secrets = list(spec.secrets)
@@ -505,7 +639,8 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
         if problem:
             raise problem
     conn = connect(spec, application_name=APPLICATION_NAME, autocommit=True)
-    private = None
+    passfile = None
+    trusted = None
     try:
         info = server_info(conn)
         database = info["database"]
@@ -521,6 +656,7 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
         notes += skipped
         fmt = chosen["format"]
         manifest = chosen["manifest"]
+        trusted, name = open_backup(chosen["path"])
         if opts.container and fmt == "directory":
             raise PrismaOpsError("a directory backup cannot be streamed into container %s: restore it with this "
                                  "host's PostgreSQL client (leave container unset), or take a custom-format backup"
@@ -533,48 +669,55 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
             if os.path.realpath(pre["path"]) == os.path.realpath(chosen["path"]):
                 raise PrismaOpsError("pre_restore_backup is the backup being restored (%s): it must be a fresh backup "
                                      "of the current state" % chosen["path"], code="bad_input")
-        if opts.container:
-            tools = container_tools()
-        else:
-            tools = find_tools(None, server_major(info["server_version_num"]), info["server_version"])
-            for name in ("pg_restore", "psql"):
-                if not tools.get(name):
-                    raise PrismaOpsError("%s is not installed beside %s or on PATH: install the PostgreSQL client"
-                                         % (name, tools["pg_dump"]), code="tool_missing")
-        # The password: a 0600 passfile on this host, or PGPASSWORD in docker's environment, passed by name.
-        private = tempfile.mkdtemp(prefix="prisma-ops-pgpass-")
-        passfile = None
-        if spec.password and not opts.container:
-            passfile = os.path.join(private, "pgpass")
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(passfile_line(spec.password))
-        env = child_environment(passfile)
-        if opts.container:
-            env.pop("PGPASSWORD", None)
-            if spec.password:
-                passfile_line(spec.password)  # the same refusal of line breaks as the host path
-                env["PGPASSWORD"] = spec.password
-        (referenced, created), own_txn = _scan(chosen["path"], fmt, opts, tools, env, secrets)
-        if own_txn:
-            raise PrismaOpsError("the plain dump %s has its own BEGIN/COMMIT (large objects), which would commit half a "
-                                 "restore: restore a custom-format backup instead" % chosen["path"],
-                                 code="unsupported")
         schema = (manifest["prisma_migrations"].get("schema") or spec.schema)
-        plan = schema_plan(conn, referenced, created, schema)
         before = history_for_manifest(conn, schema)
         expected = manifest["prisma_migrations"]
         result = {
             "changed": True, "path": chosen["path"], "manifest": chosen["manifest_path"], "format": fmt,
             "database": database, "server": target, "verified": True, "sha256": chosen["sha256"],
             "backup_finished_at": manifest.get("finished_at"), "pre_restore_backup": opts.pre_restore_backup,
-            "schemas": [s["name"] for s in plan], "plan": _plan_text(chosen, database, target, plan,
-                                                                     opts.pre_restore_backup),
-            "history_matches": None, "notes": notes, "container": opts.container,
+            "history_matches": None, "notes": notes, "container": opts.container, "already_restored": False,
             "diff": {"before_header": "%s _prisma_migrations now" % database,
                      "after_header": "%s _prisma_migrations in %s" % (database, os.path.basename(chosen["path"])),
                      "before": history_lines(before), "after": history_lines(expected)},
         }
+        done = already_restored(trusted, name, chosen, database, target, conn)
+        if done and not compare_history(expected, before):
+            notes.append("%s was restored into %s at %s and nothing was written since (transaction position %s): it "
+                         "is still in place, nothing to do" % (chosen["path"], database, done.get("restored_at"),
+                                                               done["position"]["xmax"]))
+            result.update(changed=False, already_restored=True, history_matches=True, schemas=[],
+                          plan=["nothing: %s is already in place" % chosen["path"]],
+                          restored_at=done.get("restored_at"))
+            result["diff"]["after"] = result["diff"]["before"]
+            return result
+        if opts.container:
+            tools = container_tools()
+        else:
+            tools = find_tools(None, server_major(info["server_version_num"]), info["server_version"])
+            for tool in ("pg_restore", "psql"):
+                if not tools.get(tool):
+                    raise PrismaOpsError("%s is not installed beside %s or on PATH: install the PostgreSQL client"
+                                         % (tool, tools["pg_dump"]), code="tool_missing")
+        if fmt == "plain":
+            _check_psql(tools, opts)
+        # The password: an in-memory passfile on this host (backup.Passfile), or PGPASSWORD in the container CLI's
+        # environment, passed by name.
+        passfile = Passfile(None if opts.container else spec.password)
+        env = passfile.environment()
+        if opts.container:
+            env.pop("PGPASSWORD", None)
+            if spec.password:
+                passfile_line(spec.password)  # the same refusal of line breaks as the host path
+                env["PGPASSWORD"] = spec.password
+        (referenced, created), own_txn = _scan(trusted, name, fmt, opts, tools, env, secrets)
+        if own_txn:
+            raise PrismaOpsError("the plain dump %s has its own BEGIN/COMMIT (large objects), which would commit half a "
+                                 "restore: restore a custom-format backup instead" % chosen["path"],
+                                 code="unsupported")
+        plan = schema_plan(conn, referenced, created, schema)
+        result.update(schemas=[s["name"] for s in plan],
+                      plan=_plan_text(chosen, database, target, plan, opts.pre_restore_backup))
         if check_mode:
             result["history_matches"] = not compare_history(expected, before)  # already as in the backup?
             return result
@@ -583,10 +726,19 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
         if fmt != "plain":
             stages.append(render_argv(opts, tools, chosen["path"]))
         stages.append(psql_argv(opts, tools, spec, fmt, chosen["path"], preamble))
-        stdin_path = chosen["path"] if opts.container else None
-        clock = time.monotonic()
-        outcomes = run_pipeline(stages, stdin_path, env, secrets)
-        duration = round(time.monotonic() - clock, 3)
+        # The bytes just verified, through the same trusted descriptor kind: never reopened by path.
+        source = trusted.open(name) if fmt != "directory" else None
+        handle = os.fdopen(source, "rb") if source is not None else None
+        try:
+            stdin = handle.fileno() if fmt == "custom" else None
+            if fmt == "plain":
+                stdin = plain_script(handle, os.urandom(24).hex())
+            clock = time.monotonic()
+            outcomes = run_pipeline(stages, stdin, env, secrets, passfile.pass_fds)
+            duration = round(time.monotonic() - clock, 3)
+        finally:
+            if handle is not None:
+                handle.close()
         # psql's error first (it says what the database refused), then the renderer's.
         names = (["pg_restore"] if fmt != "plain" else []) + ["psql"]
         for tool, (argv, rc, stderr) in reversed(list(zip(names, outcomes))):
@@ -594,6 +746,17 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
                 hint = ""
                 if "lock timeout" in stderr:
                     hint = " Another session holds a lock on the schema: stop the app (restore_service_name) first."
+                if fmt == "plain" and any(m in stderr for m in META_REFUSED):
+                    raise PrismaOpsError(
+                        "the plain dump %s holds a psql meta-command (a backslash command such as \\! that would run on "
+                        "this host), which pg_dump never writes: psql refused it (\\restrict) and the restore's "
+                        "transaction rolled back, so nothing was changed. Restore another backup, or inspect this file: "
+                        "%s" % (chosen["path"], first_lines(stderr)), code="meta_command_refused",
+                        stderr=stderr[-STDERR_LIMIT:], rc=rc)
+                if fmt == "plain" and "invalid command \\restrict" in stderr:
+                    hint = (" The psql in %s has no \\restrict (CVE-2025-8714): upgrade its PostgreSQL client to "
+                            "17.6, 16.10, 15.14, 14.19 or 13.22 or later, or restore a custom-format backup."
+                            % (opts.container or "this host"))
                 raise PrismaOpsError("%s failed (exit %d): %s; the restore ran in one transaction, so nothing was "
                                      "changed.%s" % (tool, rc, first_lines(stderr), hint), code="restore_failed",
                                      stderr=stderr[-STDERR_LIMIT:], cmd=[scrub(a, secrets) for a in argv], rc=rc)
@@ -607,8 +770,11 @@ def run_restore(spec: ConnectionSpec, opts: RestoreOptions, check_mode: bool = F
                                      chosen["path"], database, "; ".join(problems[:5]),
                                      opts.pre_restore_backup or "no pre-restore backup"),
                                  code="history_mismatch", changed=True, path=chosen["path"], problems=problems)
+        record_restore(trusted, name, chosen, database, target, conn, notes)
         return result
     finally:
         conn.close()
-        if private:
-            shutil.rmtree(private, ignore_errors=True)
+        if passfile is not None:
+            passfile.close()
+        if trusted is not None:
+            trusted.close()

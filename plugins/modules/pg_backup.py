@@ -12,8 +12,13 @@ version_added: 1.0.0
 description:
   - Runs C(pg_dump) against the database the connection options name (the app's URL, its C(.env) on the host, or
     C(login_*) options), over TCP with the app's own credentials, as the app connects.
-  - The password reaches C(pg_dump) through a temporary 0600 password file (C(PGPASSFILE)) in a private directory,
-    removed afterwards; it is never on a command line nor in the child's environment.
+  - The password reaches C(pg_dump) as C(PGPASSFILE=/dev/fd/N), an inherited 0600 memfd (a file in memory only), so
+    it is never on a command line, in the child's environment or on any file system, and a killed run leaves it
+    nowhere. Where there is no memfd_create (not Linux), a 0600 file in a private 0700 directory, removed afterwards.
+  - O(backup_dir), each directory above it, and every backup file and manifest in it must be owned by the module's
+    user or root (or O(owner)) and writable by no one else (a sticky directory such as C(/tmp) above it is fine);
+    symlinks are refused. Otherwise the task fails before changing anything, with the C(chown)/C(chmod) that fixes
+    it (C(code=untrusted)). Files are opened relative to the directory's descriptor without following symlinks.
   - Picks the C(pg_dump) whose major version matches the server among C(/usr/lib/postgresql/*/bin) and C(PATH) (or a
     newer one). When every C(pg_dump) is older than the server, fails naming both versions and what to install.
   - Writes to a hidden temporary name in O(backup_dir), verifies it (C(pg_restore --list) for the custom and directory
@@ -85,6 +90,13 @@ options:
       - When a verified backup of the same database, server and selection (format, schema_only, tables) younger than
         this exists in O(backup_dir), and its content still matches its manifest's sha256, return it with
         C(changed=false) instead of taking a new one. This is what makes a re-run of a recovery idempotent.
+      - Only when nothing was written in the database since that backup. Its manifest records the write position
+        of the dump's snapshot (C(position), from C(txid_current_snapshot())) and every relation's oid, file and live
+        row count and every sequence's value (C(state)). It is reused only if no transaction was running when it was
+        taken, the C(_prisma_migrations) rows are the same, and either no transaction with a transaction id has ended
+        on the server since, or the ones that did (autovacuum, another database) wrote no row of this database (no
+        live row with a newer C(xmin), the same relations, files, counts and sequence values). A manifest without
+        C(position) (an older version's) is never reused.
       - A duration such as C(30m), C(2h), C(1d12h), C(1w), or a number of seconds. Unset or 0 never reuses.
     type: str
   keep_last:
@@ -137,7 +149,8 @@ notes:
   - C(restore_command) holds no password; run it where C(~/.pgpass) or C(PGPASSWORD) provides one. For the custom and
     directory formats it replaces the objects in the named database (C(--clean --if-exists)); a plain dump is
     restored into an empty database.
-  - A backup in progress that is killed leaves a hidden C(.<name>.tmp-*) entry; no later run mistakes it for a backup.
+  - A backup in progress that is killed leaves a hidden C(.<name>.tmp-*) entry (never the password); no later run
+    mistakes it for a backup.
 seealso:
   - module: prisma_ops.migrate.prisma_migration_info
   - name: pg_dump
@@ -260,7 +273,7 @@ notes:
   elements: str
 code:
   description: On failure, a short code such as C(pg_dump_failed), C(version_mismatch), C(pg_dump_missing),
-    C(unwritable), C(verify_failed), C(io_error).
+    C(unwritable), C(untrusted), C(verify_failed), C(io_error).
   returned: failure
   type: str
 stderr:

@@ -22,9 +22,20 @@ description:
     lock (72707369) without waiting; custom and directory archives are turned into SQL by C(pg_restore) and piped
     into it. Any failure leaves the database as it was.
   - After the restore, C(_prisma_migrations) must equal the rows the manifest recorded, else the task fails.
-  - The password reaches C(psql) through a temporary 0600 password file, never argv nor the child's environment;
-    with O(container), through C(PGPASSWORD) passed by name (C(-e PGPASSWORD)) from the environment of the
-    container engine's client.
+  - The password reaches C(psql) as C(PGPASSFILE=/dev/fd/N), an inherited 0600 memfd, never argv, the child's
+    environment nor a file on disk; with O(container), through C(PGPASSWORD) passed by name (C(-e PGPASSWORD)) from
+    the environment of the container engine's client.
+  - The backup, its manifest and their directory (and its ancestors) must be owned by the module's user or root and
+    writable by no one else, and not be symlinks; otherwise it fails with what to fix (C(code=untrusted)).
+  - A plain SQL backup is fed to C(psql) behind a first line C(\restrict <random key>) (psql 17.6, 16.10, 15.14,
+    14.19, 13.22 and later), so a psql meta-command in the file (C(\!), C(\o |cmd), C(\copy ... program),
+    C(\i)...) is refused and the restore rolls back (C(code=meta_command_refused)); COPY data stays data.
+  - Idempotent. After a restore, C(<path>.restored.json) records the backup's sha256 and the database's state
+    (after an C(ANALYZE)); the same backup again returns C(changed=false) and C(already_restored=true) and runs
+    nothing (check mode too) when nothing was written in the database since. That is, no transaction with a
+    transaction id ended on the server since, or none of those wrote a row of this database (no live row of a
+    table or catalog with a newer C(xmin), the same relations, files, live row counts and sequence values). Any
+    write since means a real restore.
   - It does not take the backup of the current state itself; run M(prisma_ops.migrate.pg_backup) first and pass its
     path as O(pre_restore_backup) (the C(prisma_ops.migrate.restore) role does).
 author:
@@ -201,9 +212,18 @@ container:
   description: The container the client ran in, or null.
   returned: success
   type: str
+already_restored:
+  description: The backup was already in place (restored by this module, nothing written since); nothing was done.
+  returned: success
+  type: bool
+restored_at:
+  description: When the restore committed (UTC); when RV(already_restored), when that earlier restore did.
+  returned: when restored or already restored
+  type: str
 code:
   description: On failure, a short code such as C(not_confirmed), C(checksum_mismatch), C(no_backup), C(no_manifest),
-    C(partial_backup), C(wrong_database), C(not_owner), C(restore_failed), C(history_mismatch).
+    C(partial_backup), C(wrong_database), C(not_owner), C(restore_failed), C(history_mismatch), C(untrusted),
+    C(meta_command_refused), C(unsupported).
   returned: failure
   type: str
 """
@@ -232,8 +252,12 @@ def run(module: AnsibleModule) -> dict:
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
-    result["msg"] = "%s %s into %s" % ("would restore" if module.check_mode else "restored", result["path"],
-                                       result["database"])
+    if result["already_restored"]:
+        result["msg"] = "%s is already in place in %s: nothing written since its restore, nothing to do" % (
+            result["path"], result["database"])
+    else:
+        result["msg"] = "%s %s into %s" % ("would restore" if module.check_mode else "restored", result["path"],
+                                           result["database"])
     return result
 
 

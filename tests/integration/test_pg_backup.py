@@ -228,12 +228,15 @@ def test_check_mode_writes_nothing_and_predicts_the_run(seeded, tmp_path):
     assert not (tmp_path / "not").exists()
 
     backup_dir = tmp_path / "b"
-    taken = [backup(seeded, backup_dir)["path"] for attempt in range(3)]
+    # Schema-only backups: another selection than the run below, which therefore takes a new one and (with
+    # reuse_within) records the database's state, so the reuse preview holds while the cluster is written.
+    taken = [backup(seeded, backup_dir, schema_only=True)["path"] for attempt in range(3)]
     before = entries(backup_dir)
-    preview = backup(seeded, backup_dir, check_mode=True, keep_last=2)
-    assert entries(backup_dir) == before
+    preview = backup(seeded, backup_dir, check_mode=True, keep_last=2, reuse_within="1h")
+    assert entries(backup_dir) == before and preview["reused"] is False
     assert preview["deleted"] == taken[:2][::-1] or sorted(preview["deleted"]) == sorted(taken[:2])
-    real = backup(seeded, backup_dir, keep_last=2)
+    real = backup(seeded, backup_dir, keep_last=2, reuse_within="1h")
+    assert real["reused"] is False
     assert sorted(real["deleted"]) == sorted(preview["deleted"])
 
     reuse_preview = backup(seeded, backup_dir, check_mode=True, reuse_within="1h")
@@ -243,7 +246,9 @@ def test_check_mode_writes_nothing_and_predicts_the_run(seeded, tmp_path):
 
 def test_retention_deletes_only_its_own_backups_and_never_the_new_one(seeded, tmp_path):
     backup_dir = tmp_path / "b"
-    old = [backup(seeded, backup_dir, format=fmt)["path"] for fmt in ("custom", "plain", "directory")]
+    # Three other selections (none reusable below), so the backup taken next is a new one whatever the cluster does.
+    old = [backup(seeded, backup_dir, **args)["path"]
+           for args in ({"schema_only": True}, {"format": "plain"}, {"format": "directory"})]
     # Look-alikes retention must never touch: no manifest, another prefix, a foreign manifest, a temporary name.
     stamp = "20200101T000000Z"
     decoys = {
@@ -259,9 +264,11 @@ def test_retention_deletes_only_its_own_backups_and_never_the_new_one(seeded, tm
         {"tool": "prisma_ops.migrate.pg_backup", "file": "prisma-%s-20200102T000000Z.dump" % seeded.name,
          "database": "someone_else", "finished_at": "2020-01-02T00:00:00+00:00"}))
 
-    result = backup(seeded, backup_dir, keep_last=2)
+    # reuse_within records the database's state, so the reuse below holds while other databases of the cluster
+    # are written (by the tests beside this one).
+    result = backup(seeded, backup_dir, keep_last=2, reuse_within="1h")
 
-    assert result["changed"] is True
+    assert result["changed"] is True and result["reused"] is False
     assert sorted(result["deleted"]) == sorted(old[:2])
     names = entries(backup_dir)
     for path in old[:2]:
@@ -468,14 +475,18 @@ def test_password_is_in_no_process_list_while_pg_dump_runs(seeded, tmp_path):
         cmdlines = _proc_files("cmdline")
         environs = _proc_files("environ")
         dumps = [pid for pid, argv in cmdlines.items() if argv.startswith(b"/usr/lib/postgresql/15/bin/pg_dump\0")
-                 and str(backup_dir).encode() in argv]
+                 and seeded.name.encode() in argv]
         assert len(dumps) == 1, "no running pg_dump found"
         pid = dumps[0]
         env = dict(item.split(b"=", 1) for item in environs[pid].split(b"\0") if b"=" in item)
         assert b"PGPASSWORD" not in env
+        # The passfile is an inherited memfd: /dev/fd/N in pg_dump, a 0600 regular file in memory, on no file system.
         passfile = env[b"PGPASSFILE"].decode()
-        assert mode(passfile) == 0o600 and mode(os.path.dirname(passfile)) == 0o700
-        assert secret in Path(passfile).read_bytes().replace(b"\\:", b":").replace(b"\\\\", b"\\")
+        assert passfile.startswith("/dev/fd/")
+        held = "/proc/%s/fd/%s" % (pid, passfile.rsplit("/", 1)[1])
+        assert os.readlink(held).startswith("/memfd:prisma-ops-pgpass")
+        assert stat.S_ISREG(os.stat(held).st_mode) and stat.S_IMODE(os.stat(held).st_mode) == 0o600
+        assert secret in Path(held).read_bytes().replace(b"\\:", b":").replace(b"\\\\", b"\\")
         for proc_id, argv in cmdlines.items():
             assert secret not in argv, "password in the argv of pid %s" % proc_id
         for proc_id, environ in environs.items():
@@ -485,7 +496,6 @@ def test_password_is_in_no_process_list_while_pg_dump_runs(seeded, tmp_path):
         holder.close()
         worker.join(120)
     assert outcome.get("changed") is True, outcome
-    assert not os.path.exists(passfile) and not os.path.exists(os.path.dirname(passfile))
 
 
 def test_ansible_vvv_output_never_contains_the_password(seeded, tmp_path):

@@ -34,7 +34,9 @@ def tables(db) -> list:
 
 
 def playbook(inventory: Path, *args: str) -> subprocess.CompletedProcess:
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "playbooks/restore.yml", *args]
+    # With -l HOST, as the runbook and the playbook's header say: the summary must survive the limit.
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "playbooks/restore.yml",
+            "-l", HOST, *args]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
 
@@ -62,6 +64,7 @@ def host(project, db, tmp_path):
 
     def _inventory(**overrides) -> Path:
         hostvars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                    "host_venv_manage": False,  # the modules run with this Python; one test builds the venv
                     "restore_env_file": str(env_file), "restore_backup_dir": str(tmp_path / "backups"),
                     "restore_stop_command": ["touch", str(tmp_path / "stopped")],
                     "restore_start_command": ["touch", str(tmp_path / "started")]}
@@ -134,3 +137,58 @@ def test_a_tampered_backup_is_refused_before_the_app_is_stopped(db, host, tmp_pa
     assert proc.returncode != 0 and recap(proc)["failed"] == 1
     assert "does not match its manifest" in proc.stdout
     assert rows(db) == before and not (tmp_path / "stopped").exists()
+
+
+def summary_lines(proc) -> list:
+    """The lines of the summary play's one task (it ran on the controller, under -l HOST)."""
+    match = re.search(r"TASK \[Print one line per host\].*?(?=\n\nPLAY RECAP)", proc.stdout, re.S)
+    assert match, proc.stdout
+    return [line for line in match.group(0).splitlines() if line.strip().startswith('"%s:' % HOST)]
+
+
+def test_run_twice_restores_once_and_leaves_the_app_alone_the_second_time(db, host, tmp_path):
+    inventory = host["inventory"]()
+    first = playbook(inventory, "-e", "restore_confirm=%s" % db.name)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert rows(db) == host["rows"] and len(backups(tmp_path, "pre-restore")) == 1
+    assert summary_lines(first) and "restored" in summary_lines(first)[0]
+    for marker in ("stopped", "started"):
+        (tmp_path / marker).unlink()
+
+    second = playbook(inventory, "-e", "restore_confirm=%s" % db.name)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap(second)["changed"] == 0 and recap(second)["failed"] == 0
+    assert "nothing to do: this backup is already in place" in second.stdout
+    # No stop/start, no new backup of the current state, and the database is still the backup's.
+    assert not (tmp_path / "stopped").exists() and not (tmp_path / "started").exists()
+    assert len(backups(tmp_path, "pre-restore")) == 1
+    assert rows(db) == host["rows"] and tables(db) == host["tables"]
+    [line] = summary_lines(second)
+    assert "%s: already in place %s into %s | history matches: True | undo: none" % (
+        HOST, host["backup"]["path"], db.name) in line
+
+
+def test_a_write_after_the_restore_means_the_next_run_restores_again(db, host, tmp_path):
+    inventory = host["inventory"]()
+    assert playbook(inventory, "-e", "restore_confirm=%s" % db.name).returncode == 0
+    db.execute('CREATE TABLE "Later" (id integer)')
+    (tmp_path / "stopped").unlink()
+    again = playbook(inventory, "-e", "restore_confirm=%s" % db.name)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "stopped").exists() and len(backups(tmp_path, "pre-restore")) == 2
+    assert tables(db) == host["tables"]
+
+
+def test_restore_prepares_the_host_venv_as_recover_does(db, host, tmp_path):
+    """The host's own Python has no psycopg2 (as on a host recover just fixed): the modules run from host_venv."""
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import psycopg2"], capture_output=True, check=False)
+    assert probe.returncode != 0, "this test needs a /usr/bin/python3 without psycopg2"
+    venv = tmp_path / "venv"
+    inventory = host["inventory"](ansible_python_interpreter="/usr/bin/python3", host_venv_path=str(venv))
+    data = json.loads(inventory.read_text())
+    del data["local"]["hosts"][HOST]["host_venv_manage"]  # the default, as in production
+    inventory.write_text(json.dumps(data))
+    done = playbook(inventory, "-e", "restore_confirm=%s" % db.name)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert list((venv / "bin").glob("python-prisma-ops-*"))
+    assert rows(db) == host["rows"] and tables(db) == host["tables"]

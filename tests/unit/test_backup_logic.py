@@ -16,6 +16,8 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import P
 pytestmark = pytest.mark.unit
 
 NOW = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.timezone.utc)
+POSITION = {"xmin": 740, "xmax": 740, "idle": True, "wal_lsn": "0/1922000"}
+HISTORY = {"schema": "public", "table_exists": True, "rows": [{"id": "1", "migration_name": "init"}]}
 URL = "postgresql://app:s3cr%3At%40pw@db.internal:5433/shop?schema=app&sslmode=require&connection_limit=5"
 
 
@@ -68,7 +70,9 @@ def test_names_and_pattern():
 def test_next_free_name_never_reuses_a_timestamp_in_any_format(tmp_path):
     (tmp_path / "prisma-shop-20250304T050607Z.sql").write_text("x")
     (tmp_path / "prisma-shop-20250304T050608Z.dir.manifest.json").write_text("{}")
-    assert bk.next_free_name(str(tmp_path), "prisma", "shop", NOW, "dump") == "prisma-shop-20250304T050609Z.dump"
+    with bk.TrustedDir(str(tmp_path), bk.trusted_uids()) as trusted:
+        assert bk.next_free_name(trusted, "prisma", "shop", NOW, "dump") == "prisma-shop-20250304T050609Z.dump"
+    assert bk.next_free_name(None, "prisma", "shop", NOW, "dump") == "prisma-shop-20250304T050607Z.dump"
 
 
 @pytest.mark.parametrize("text,version", [
@@ -152,7 +156,8 @@ def make_backup(directory, name: str, finished: dt.datetime, database: str = "sh
     digest, size = bk.checksum(path)
     data = {"tool": bk.TOOL, "file": name, "database": database, "finished_at": finished.isoformat(), "verified": True,
             "server": "db.internal:5433", "sha256": digest, "size": size,
-            "selection": {"format": "custom", "schema_only": False, "tables": [], "exclude_tables": []}}
+            "selection": {"format": "custom", "schema_only": False, "tables": [], "exclude_tables": []},
+            "position": POSITION, "prisma_migrations": HISTORY}
     data.update(manifest)
     with open(path + bk.MANIFEST_SUFFIX, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
@@ -166,9 +171,13 @@ def test_list_backups_needs_pattern_and_matching_manifest(tmp_path):
     make_backup(tmp_path, "prisma-shop-20250303T000001Z.dump", NOW, tool="someone.else")
     make_backup(tmp_path, "nightly-shop-20250303T000000Z.dump", NOW)
     (tmp_path / "prisma-shop-20250303T000002Z.dump").write_bytes(b"no manifest")
-    os.symlink(good, str(tmp_path / "prisma-shop-20250303T000003Z.dump"))
     assert [b["path"] for b in bk.list_backups(str(tmp_path), "prisma", "shop")] == [newer, good]
     assert bk.list_backups(str(tmp_path / "missing"), "prisma", "shop") == []
+    # A symlink with a backup's name is not skipped: someone made it, and the directory is refused until removed.
+    os.symlink(good, str(tmp_path / "prisma-shop-20250303T000003Z.dump"))
+    with pytest.raises(PrismaOpsError) as exc:
+        bk.list_backups(str(tmp_path), "prisma", "shop")
+    assert exc.value.details["code"] == "untrusted" and "is a symbolic link" in exc.value.msg
 
 
 def test_reuse_picks_the_newest_matching_intact_backup(tmp_path):
@@ -186,13 +195,33 @@ def test_reuse_picks_the_newest_matching_intact_backup(tmp_path):
     notes: list = []
     backups = bk.list_backups(str(tmp_path), "prisma", "shop")
 
-    chosen = bk.find_reusable(backups, opts, "db.internal:5433", NOW, notes)
+    with bk.TrustedDir(str(tmp_path), bk.trusted_uids()) as trusted:
+        chosen = bk.find_reusable(backups, opts, "db.internal:5433", NOW, notes, trusted, POSITION, HISTORY)
+        assert chosen["path"] == mid and chosen["age"] == 3600
+        assert notes == ["%s does not match its manifest's checksum any more: not reused" % tampered]
+        too_short = bk.BackupOptions.from_params({"backup_dir": str(tmp_path), "reuse_within": "30m"})
+        assert bk.find_reusable(backups, too_short, "db.internal:5433", NOW, [], trusted, POSITION, HISTORY) is None
+        assert old in [b["path"] for b in backups]
+        # Any transaction finished since (xmax moved), other rows, or no recorded position: never reused.
+        for position, history in ((dict(POSITION, xmax=POSITION["xmax"] + 1), HISTORY),
+                                  (POSITION, {"schema": "public", "table_exists": True, "rows": []})):
+            notes = []
+            assert bk.find_reusable(backups, opts, "db.internal:5433", NOW, notes, trusted, position, history) is None
+            assert any(mid in note and "before later writes" in note for note in notes)
+    unpositioned = make_backup(tmp_path, "prisma-shop-20250304T050550Z.dump", NOW - dt.timedelta(minutes=1),
+                               position=None)
+    with bk.TrustedDir(str(tmp_path), bk.trusted_uids()) as trusted:
+        chosen = bk.find_reusable(bk.list_backups(str(tmp_path), "prisma", "shop"), opts, "db.internal:5433", NOW, [],
+                                  trusted, POSITION, HISTORY)
+    assert chosen["path"] == mid != unpositioned
 
-    assert chosen["path"] == mid and chosen["age"] == 3600
-    assert notes == ["%s does not match its manifest's checksum any more: not reused" % tampered]
-    too_short = bk.BackupOptions.from_params({"backup_dir": str(tmp_path), "reuse_within": "30m"})
-    assert bk.find_reusable(backups, too_short, "db.internal:5433", NOW, []) is None
-    assert old in [b["path"] for b in backups]
+
+def test_write_positions_match_only_when_idle_and_unchanged():
+    idle = {"xmin": 10, "xmax": 10, "idle": True, "wal_lsn": "0/1"}
+    assert bk.same_position(idle, dict(idle, wal_lsn="0/2"))  # WAL alone moves without writes: not a criterion
+    assert not bk.same_position(idle, dict(idle, xmin=11, xmax=11))
+    assert not bk.same_position(dict(idle, xmin=9, idle=False), idle)  # a transaction ran during the dump
+    assert not bk.same_position(None, idle) and not bk.same_position({}, idle)
 
 
 def test_retention_plan():

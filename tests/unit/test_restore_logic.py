@@ -167,8 +167,10 @@ def test_argv_never_holds_the_password_and_the_container_gets_it_by_name():
              rs.psql_argv(docker, rs.container_tools(), spec, "custom", "/b/x.dump", "BEGIN;")]
     for argv in argvs:
         assert not any(SECRET in a or "s3cr%3At%40pw" in a for a in argv), argv
-    assert argvs[0] == [tools["pg_restore"], "--file=-", "--single-transaction", "/b/x.dump"]
-    assert "--single-transaction" in argvs[2] and "--file=/b/x.sql" in argvs[2]
+    # A custom archive and a plain dump come on stdin, from the descriptor they were verified through.
+    assert argvs[0] == [tools["pg_restore"], "--file=-", "--single-transaction"]
+    assert rs.render_argv(host, tools, "/b/x.dir")[-1] == "/b/x.dir"
+    assert "--single-transaction" in argvs[2] and argvs[2][-1] == "--file=-"
     assert "--single-transaction" not in argvs[1] and argvs[1][-1] == "--file=-"
     assert argvs[3] == ["docker", "exec", "-i", "db1", "pg_restore", "--file=-", "--single-transaction"]
     assert argvs[4][:6] == ["docker", "exec", "-i", "-e", "PGPASSWORD", "db1"]
@@ -181,3 +183,25 @@ def test_argv_never_holds_the_password_and_the_container_gets_it_by_name():
                                              "container_exec": ["docker", "compose", "exec", "-T"]})
     assert rs.psql_argv(compose, rs.container_tools(), spec, "custom", "/b/x.dump", "")[:8] == [
         "docker", "compose", "exec", "-T", "-i", "-e", "PGPASSWORD", "db"]
+
+
+@pytest.mark.parametrize("version,has", [((15, 18), True), ((15, 13), False), ((16, 10), True), ((17, 5), False),
+                                         ((18, 0), True), ((13, 22), True), ((12, 22), False)])
+def test_restrict_needs_the_fixed_psql_of_each_branch(version, has):
+    assert rs.has_restrict(version) is has
+
+
+def test_plain_script_puts_our_key_first_and_drops_only_the_dumps_own_restrict_pair():
+    dump = [b"--\n", b"-- PostgreSQL database dump\n", b"\\restrict OWNKEY\n", b"SET x = 1;\n",
+            b"COPY t (a) FROM stdin;\n", b"\\\\! data\n", b"\\.\n", b"-- done\n", b"\\unrestrict OWNKEY\n", b"\n",
+            b"-- PostgreSQL database dump complete\n"]
+    out = list(rs.plain_script(iter(dump), "abc123"))
+    assert out[0] == b"\\restrict abc123\n"
+    assert out[1:] == [line for line in dump if b"OWNKEY" not in line]
+    # The same pair anywhere else is passed on, where psql refuses it under our key.
+    planted = dump[:4] + [b"\\unrestrict OWNKEY\n", b"\\! id\n"] + dump[4:]
+    out = list(rs.plain_script(iter(planted), "abc123"))
+    assert b"\\unrestrict OWNKEY\n" in out and b"\\! id\n" in out and b"\\restrict OWNKEY\n" not in out
+    # A file with no \restrict of its own keeps every line.
+    bare = [b"SET x = 1;\n", b"\\! id\n"]
+    assert list(rs.plain_script(iter(bare), "k"))[1:] == bare
