@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift_report import ARGUMENT_SPEC, report
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask
 
 
 class ActionModule(ActionBase):
@@ -28,5 +28,5 @@ class ActionModule(ActionBase):
             result.update(report(params, check_mode=bool(self._task.check_mode)))
         except PrismaOpsError as exc:
             # As the module's run_module would end it; write errors arrive here as PrismaOpsError too.
-            result.update(dict(exc.details), failed=True, changed=False, msg=exc.msg)
+            result.update(dict(exc.details), failed=True, changed=False, msg=mask(exc.msg))
         return result

@@ -22,10 +22,11 @@ except ImportError as exc:  # pragma: no cover - exercised by the import sanity 
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = exc
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.dotenv import parse_dotenv
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+# The one reader of .env files (regular files only, bounded, a URL cut by '#' refused) and the one masking helper.
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.dotenv import read_env_value as read_env_file  # noqa: F401
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import MASK, PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import mask as scrub
 
-MASK = "********"
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_SCHEMA = "public"
 
@@ -163,19 +164,6 @@ def mask_url(url: str) -> str:
     return rebuilt + ("?" + query if query else "")
 
 
-def scrub(text: str, secrets) -> str:
-    """Remove every secret (raw and percent-encoded) from text meant for output."""
-    from urllib.parse import quote
-    if not text:
-        return text
-    for secret in secrets or ():
-        if not secret:
-            continue
-        for form in dict.fromkeys((secret, quote(secret, safe=""), quote(secret))):
-            text = text.replace(form, MASK)
-    return text
-
-
 def parse_database_url(url: str, source: str = "database_url") -> ConnectionSpec:
     """Parse a Prisma PostgreSQL URL (postgresql:// or postgres://) into a ConnectionSpec."""
     if not isinstance(url, str) or not url.strip():
@@ -243,31 +231,6 @@ def parse_database_url(url: str, source: str = "database_url") -> ConnectionSpec
     spec = ConnectionSpec(host=host, port=port or 5432, user=user, password=password, dbname=dbname, schema=schema,
                           connect_timeout=timeout, libpq_params=libpq, source=source, ignored_params=sorted(ignored))
     return spec
-
-
-def read_env_file(path: str, variable: str) -> str:
-    """The value of one variable from a .env file on this host; the file is parsed, never executed."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise PrismaOpsError("env_file %s does not exist on this host: point env_file at the app's .env "
-                             "(e.g. /opt/APP/repo/Backend/.env)" % path)
-    except PermissionError:
-        raise PrismaOpsError("env_file %s is not readable by this user: run the task with become, or as the app user" % path)
-    except IsADirectoryError:
-        raise PrismaOpsError("env_file %s is a directory, not a .env file" % path)
-    except OSError as exc:
-        raise PrismaOpsError("env_file %s cannot be read: %s" % (path, exc.strerror or exc))
-    text = raw.decode("utf-8", errors="replace")
-    values = parse_dotenv(text)
-    if variable not in values:
-        names = ", ".join(sorted(values)) or "no variables"
-        raise PrismaOpsError("env_file %s does not define %s (it defines: %s): set env_var to the variable that "
-                             "holds the database URL" % (path, variable, names))
-    if not values[variable].strip():
-        raise PrismaOpsError("%s in %s is empty" % (variable, path))
-    return values[variable]
 
 
 def resolve_connection(params: dict) -> ConnectionSpec:
@@ -378,13 +341,3 @@ def tools_url(params: dict, spec: ConnectionSpec) -> str:
     if original and (not params.get("schema") or params["schema"] == _url_schema(original)):
         return original
     return spec.url_for_tools()
-
-
-# Names of environment variables whose values are treated as secrets (masked in every result).
-SECRET_ENV_KEY = re.compile(r"PASSW|SECRET|TOKEN|KEY|URL|CREDENTIAL|AUTH", re.I)
-
-
-def secret_environment_values(environment: dict | None) -> list:
-    """Values of secret-looking variables of an `environment` option, for module.no_log_values."""
-    return [str(value) for key, value in (environment or {}).items()
-            if value is not None and len(str(value)) >= 4 and SECRET_ENV_KEY.search(str(key))]

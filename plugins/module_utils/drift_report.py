@@ -7,6 +7,11 @@ Plain Python (no Ansible imports) so unit tests call the renderers directly. Inp
 the prisma_drift_check result (or the failed / unreachable task result, or nothing at all). Everything
 rendered is escaped for its format; the HTML page is self-contained (inline CSS, no script, no external
 resource) so it can be mailed, archived or opened from a CI artefact store.
+
+The reports carry the hosts' own words (error messages, finding details), so they are written 0600 by
+default and never readable or writable by every user (mode 0640 for a group is allowed); every text
+taken from a host goes through errors.mask too, so a URL password in it is masked. The Prometheus
+textfile holds only numbers and host names, never a message: it stays 0644, for node_exporter.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import tempfile
 from xml.sax.saxutils import quoteattr, escape as xml_escape
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift import CHECKS, KINDS, format_age, validate_kinds
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask
 
 FORMATS = ("json", "junit", "prometheus", "markdown", "html")
 FILES = {"json": "fleet.json", "junit": "junit.xml", "prometheus": "prisma_drift.prom", "markdown": "summary.md",
          "html": "index.html"}
+DEFAULT_MODE = 0o600
+# Numbers and host names only (render_prometheus): readable by node_exporter's own user.
+PROMETHEUS_MODE = 0o644
 RUN_DIR_FORMAT = "%Y%m%dT%H%M%SZ"
 RUN_DIR_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 # Cell states, worst first: the host's state is its worst cell.
@@ -119,11 +127,22 @@ def _metrics(record: dict, up: bool) -> dict:
     return metrics
 
 
+def _masked(value):
+    """Every string of a host's record through errors.mask: a URL password a host's message carried is masked."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    return value
+
+
 def build_fleet(results: dict, fail_on=(), generated_at: datetime.datetime | None = None, title: str | None = None) -> dict:
     """{host: result} -> the fleet document every renderer takes."""
     fail_on = validate_kinds(list(fail_on))
     generated_at = generated_at or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    hosts = [host_record(host, results[host], fail_on) for host in sorted(results)]
+    hosts = [_masked(host_record(host, results[host], fail_on)) for host in sorted(results)]
     totals = {state: sum(1 for h in hosts if h["status"] == state) for state in STATES if state != "skipped"}
     totals["hosts"] = len(hosts)
     return {
@@ -450,7 +469,7 @@ def point_latest(dest: str, run_dir: str) -> None:
     os.replace(tmp, link)
 
 
-def write_reports(fleet: dict, dest: str, formats=FORMATS, keep: int = 0, mode: int = 0o644,
+def write_reports(fleet: dict, dest: str, formats=FORMATS, keep: int = 0, mode: int = DEFAULT_MODE,
                   prometheus_path: str | None = None, per_host: bool = True) -> dict:
     """Write the chosen formats; returns {format: path} plus run_dir and rotated."""
     unknown = [f for f in formats if f not in FORMATS]
@@ -466,7 +485,7 @@ def write_reports(fleet: dict, dest: str, formats=FORMATS, keep: int = 0, mode: 
         paths: dict = {}
         for fmt in formats:
             path = os.path.join(run_dir, FILES[fmt])
-            write_atomic(path, RENDERERS[fmt](fleet), mode)
+            write_atomic(path, RENDERERS[fmt](fleet), PROMETHEUS_MODE if fmt == "prometheus" else mode)
             paths[fmt] = path
         if per_host and "json" in formats:
             host_dir = os.path.join(run_dir, "hosts")
@@ -476,7 +495,7 @@ def write_reports(fleet: dict, dest: str, formats=FORMATS, keep: int = 0, mode: 
             paths["hosts"] = host_dir
         if prometheus_path:
             # The textfile collector reads one stable path; the run directory keeps its own copy.
-            write_atomic(prometheus_path, render_prometheus(fleet), 0o644)
+            write_atomic(prometheus_path, render_prometheus(fleet), PROMETHEUS_MODE)
             paths["prometheus_textfile"] = prometheus_path
         rotated = []
         if keep > 0:
@@ -494,7 +513,7 @@ ARGUMENT_SPEC = dict(
     fail_on=dict(type="list", elements="str", default=[]),
     formats=dict(type="list", elements="str", choices=list(FORMATS), default=list(FORMATS)),
     keep=dict(type="int", default=0),
-    mode=dict(type="str", default="0644"),
+    mode=dict(type="str", default="0600"),
     prometheus_path=dict(type="path"),
     title=dict(type="str", default="Prisma drift check"),
 )
@@ -504,9 +523,13 @@ def parse_mode(text: str) -> int:
     try:
         mode = int(str(text), 8)
     except ValueError:
-        raise PrismaOpsError("mode=%r is not an octal mode such as 0644" % (text,))
+        raise PrismaOpsError("mode=%r is not an octal mode such as 0600" % (text,))
     if not 0 <= mode <= 0o777:
         raise PrismaOpsError("mode=%r is not a file permission between 0000 and 0777" % (text,))
+    if mode & 0o007:
+        raise PrismaOpsError("mode=%s would let every user of this machine read or change the reports, which carry the "
+                             "hosts' error messages: use 0600 (the default) or 0640 for a group; the Prometheus "
+                             "textfile is written 0644 anyway, for node_exporter" % text)
     return mode
 
 

@@ -5,13 +5,12 @@
 
 A PrismaOpsError becomes fail_json with its message and details; a psycopg2 error that escaped
 (a session terminated while reading, a server gone mid-run) becomes one line saying what was not
-done. Every message is scrubbed of the module's no_log values (passwords, URLs) once more.
+done. Every message is masked (errors.mask) of the module's no_log values (passwords, URLs) once more.
 """
 
 from __future__ import annotations
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import scrub
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask
 
 
 def run_module(module, run, defaults: dict | None = None, not_done: str = "nothing was changed") -> None:
@@ -24,11 +23,11 @@ def run_module(module, run, defaults: dict | None = None, not_done: str = "nothi
         result = run(module)
     except PrismaOpsError as exc:
         details = dict(defaults, **exc.details)
-        module.fail_json(msg=scrub(exc.msg, list(module.no_log_values)), **details)
+        module.fail_json(msg=mask(exc.msg, list(module.no_log_values)), **details)
     except Exception as exc:  # pylint: disable=broad-except
         if not type(exc).__module__.startswith("psycopg2"):
             raise
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        module.fail_json(msg="database error, %s: %s" % (not_done, scrub(text, list(module.no_log_values))),
+        module.fail_json(msg="database error, %s: %s" % (not_done, mask(text, list(module.no_log_values))),
                          **dict(defaults, code="database_error"))
     module.exit_json(**result)

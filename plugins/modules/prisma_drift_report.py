@@ -59,9 +59,14 @@ options:
     type: int
     default: 0
   mode:
-    description: Permissions of the files written, in octal. The reports hold no secret.
+    description:
+      - Permissions of the files written, in octal. The reports carry the hosts' error messages and findings, so no
+        mode that lets other users (the last digit) read or write them is accepted; C(0640) shares them with a group.
+        Every text from a host is masked too (a URL's password in it becomes C(********)).
+      - The Prometheus textfile (C(prisma_drift.prom), and O(prometheus_path)) holds only numbers and host names and is
+        always written C(0644), so node_exporter, running as its own user, can read it.
     type: str
-    default: "0644"
+    default: "0600"
   prometheus_path:
     description:
       - Also write the Prometheus textfile to this stable path, for example

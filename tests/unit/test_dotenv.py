@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import read_env_file
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.dotenv import parse_dotenv
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.dotenv import parse_dotenv, read_env_value
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 pytestmark = pytest.mark.unit
@@ -412,3 +412,85 @@ def test_parse_dotenv_matches_prisma_debug(tmp_path):
     ours = parse(text)
     for name in shown:
         assert printed.get(name) == ours[name], (name, printed.get(name), ours[name])
+
+
+# --------------------------------------------------------------------------------------------
+# An unquoted '#' (issue 13): parsed exactly as dotenv does, a cut URL refused without a trace of it
+# --------------------------------------------------------------------------------------------
+
+HASH_CASES = [
+    "DATABASE_URL=postgresql://app:Zq7#Xw9@db/app\n",
+    "X=abc # note\n",
+    "X=abc#note\n",
+    "X=abc\t#note\n",
+    "X='pa#ss' # c\n",
+    'X="pa#ss"#c\n',
+    "X=`a#b`#c\n",
+    "X=#all comment\n",
+    "X=a #b\nX=c#d@e\n",
+]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("DATABASE_URL=postgresql://app:Zq7#Xw9@db/app\n", {"DATABASE_URL": "postgresql://app:Zq7"}),
+    ("X=abc # note\n", {"X": "abc"}),
+    ("X=abc#note\n", {"X": "abc"}),
+    ("X='pa#ss' # c\n", {"X": "pa#ss"}),
+])
+def test_an_unquoted_hash_cuts_the_value_with_or_without_a_space(text, expected):
+    # dotenv 16.6.1's LINE regex ([^#\r\n]+ for an unquoted value), not its README ("after whitespace").
+    assert parse(text) == expected
+
+
+@pytest.mark.prisma
+def test_hash_cases_match_the_dotenv_in_the_prisma_cli():
+    node = shutil.which("node")
+    functions = _bundle_functions()
+    if not node or functions is None:
+        pytest.fail("node or the Prisma CLI oracle bundle is not installed: run `make setup`")
+    result = subprocess.run([node, "-e", ORACLE_JS, json.dumps(list(functions))], input=json.dumps(HASH_CASES),
+                            capture_output=True, text=True, check=True, timeout=120)
+    expected = json.loads(result.stdout)
+    assert expected[0] == {"DATABASE_URL": "postgresql://app:Zq7"}  # the real dotenv cuts inside the password
+    assert expected[1] == {"X": "abc"} and expected[2] == {"X": "abc"}
+    for text, want in zip(HASH_CASES, expected):
+        assert parse(text) == want, text
+
+
+def test_a_url_cut_inside_its_password_is_refused_and_shows_no_piece_of_it(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("NODE_ENV=production\nDATABASE_URL=postgresql://app:Zq7#Xw9@db/app\n")
+    with pytest.raises(PrismaOpsError) as info:
+        read_env_value(str(env), "DATABASE_URL")
+    message = info.value.msg
+    assert "unquoted '#'" in message and "%23" in message and "DATABASE_URL" in message
+    assert "Zq7" not in message and "Xw9" not in message and "postgresql://" not in message
+
+
+@pytest.mark.parametrize("line, value", [
+    ("DATABASE_URL='postgresql://app:Zq7#Xw9@db/app'\n", "postgresql://app:Zq7#Xw9@db/app"),
+    ("DATABASE_URL=postgresql://app:Zq7%23Xw9@db/app # the app's\n", "postgresql://app:Zq7%23Xw9@db/app"),
+    ("DATABASE_URL=postgresql://app:pw@db/app#prod\n", "postgresql://app:pw@db/app"),  # a glued comment, no @ after
+])
+def test_quoted_encoded_or_whole_urls_are_read_as_dotenv_reads_them(tmp_path, line, value):
+    env = tmp_path / ".env"
+    env.write_text(line)
+    assert read_env_value(str(env), "DATABASE_URL") == value
+
+
+def test_only_the_last_definition_decides_whether_a_value_was_cut(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("DATABASE_URL=postgresql://app:Zq7#Xw9@db/app\nDATABASE_URL='postgresql://app:ok@db/app'\n")
+    assert read_env_value(str(env), "DATABASE_URL") == "postgresql://app:ok@db/app"
+
+
+def test_read_env_value_gives_the_same_answers_as_read_env_file(tmp_path):
+    env = tmp_path / ".env"
+    env.write_bytes(b"\xef\xbb\xbfNODE_ENV=production\r\nDATABASE_URL='" + URL.encode() + b"'\r\n")
+    assert read_env_value(str(env), "DATABASE_URL") == read_env_file(str(env), "DATABASE_URL") == URL
+    with pytest.raises(PrismaOpsError, match="does not define MISSING"):
+        read_env_value(str(env), "MISSING")
+    with pytest.raises(PrismaOpsError, match="is a directory"):
+        read_env_value(str(tmp_path), "DATABASE_URL")
+    with pytest.raises(PrismaOpsError, match="does not exist"):
+        read_env_value(str(tmp_path / "nope"), "DATABASE_URL")

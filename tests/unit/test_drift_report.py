@@ -251,3 +251,56 @@ def test_write_reports_rotates_run_directories_and_points_latest(tmp_path, fleet
     assert oct(os.stat(os.path.join(latest, "index.html")).st_mode & 0o777) == "0o640"
     assert (tmp_path / "t.prom").read_text().startswith("# HELP prisma_drift_up")
     assert not [n for n in os.listdir(latest) if n.startswith(".")]  # no temporary file left
+
+
+# ---------------------------------------------------------------- issue 13: who may read the reports
+
+
+def _modes(root: str) -> dict:
+    found = {}
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            found[os.path.relpath(path, root)] = os.stat(path).st_mode & 0o777
+    return found
+
+
+def test_reports_are_private_by_default_and_the_textfile_stays_readable(tmp_path, fleet):
+    dest = str(tmp_path / "reports")
+    (tmp_path / "node").mkdir()
+    drift_report.write_reports(fleet, dest, prometheus_path=str(tmp_path / "node" / "prisma_drift.prom"))
+    modes = _modes(dest)
+    assert modes["prisma_drift.prom"] == 0o644
+    assert {name: mode for name, mode in modes.items() if name != "prisma_drift.prom"} == {
+        name: 0o600 for name in modes if name != "prisma_drift.prom"}
+    assert len(modes) == len(drift_report.FILES) + len(FLEET_INPUT)
+    assert os.stat(tmp_path / "node" / "prisma_drift.prom").st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("mode", ["0644", "0666", "0604", "0602", "0777", "0601"])
+def test_modes_that_let_every_user_in_are_refused(mode):
+    with pytest.raises(PrismaOpsError, match="every user of this machine"):
+        drift_report.parse_mode(mode)
+
+
+@pytest.mark.parametrize("mode, value", [("0600", 0o600), ("0640", 0o640), ("0400", 0o400), ("600", 0o600)])
+def test_private_and_group_modes_are_accepted(mode, value):
+    assert drift_report.parse_mode(mode) == value
+
+
+def test_the_default_mode_option_is_private():
+    assert drift_report.parse_mode(drift_report.ARGUMENT_SPEC["mode"]["default"]) == 0o600
+
+
+def test_a_url_password_in_a_host_message_reaches_no_report(tmp_path):
+    secret = "Zq7-s3cr3t"
+    results = {"leaky": {"failed": True, "msg": "DATABASE_URL is malformed: postgresql://app:%s@db:5432/app" % secret},
+               "fine": host_result(history=[finding("failed", "m", "m: failed, at postgres://u:%s@h/d" % secret)])}
+    fleet = drift_report.build_fleet(results, ["failed"], generated_at=NOW)
+    dest = tmp_path / "reports"
+    drift_report.write_reports(fleet, str(dest))
+    written = [p for p in dest.rglob("*") if p.is_file()]
+    assert len(written) == len(drift_report.FILES) + 2
+    for path in written:
+        assert secret not in path.read_text(), path
+    assert "postgresql://app:********@db:5432/app" in (dest / "fleet.json").read_text()
