@@ -61,19 +61,55 @@ def table_ref(schema: str) -> str:
     return "%s.%s" % (quote_ident(schema), quote_ident(MIGRATIONS_TABLE))
 
 
+# pg_class.relkind of anything that can be named _prisma_migrations (one namespace for all of them).
+RELATION_KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table",
+                  "S": "sequence", "i": "index", "I": "partitioned index", "c": "composite type", "t": "TOAST table"}
+_READABLE_KINDS = ("r", "p", "v", "m", "f")
+
+
+def relation_finding(kind: str | None, schema: str) -> str | None:
+    """Why a relation named _prisma_migrations that is not a plain table needs a person, or None.
+
+    Prisma lists only relkind 'r' when it looks for its table (flavour/postgres.rs table_names), so
+    deploy misses any other relation of that name: it reports P3005 when other tables exist, or tries
+    CREATE TABLE and fails because the name is taken (42P07). Nothing here writes into it either.
+    """
+    if kind is None or kind == "table":
+        return None
+    return ("%s is a %s, not a table: prisma migrate deploy looks for a plain table, so it would report P3005 or fail "
+            "creating one (42P07, the name is taken), and this collection never writes into a %s. Review it: make "
+            "it a plain table with Prisma's columns (or drop it if it is not the history)"
+            % (table_ref(schema), kind, kind))
+
+
 def read_history(conn, schema: str) -> dict:
-    """Read the database side: schema and table presence, the rows in Prisma's order, baseline need."""
+    """Read the database side: schema and table presence, the rows in Prisma's order, baseline need.
+
+    Any relation named _prisma_migrations counts as present (never "missing", never P3005); one that
+    is not a plain table is read when it can be and carries `table_finding`.
+    """
     with conn.cursor() as cur:
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
         schema_exists = cur.fetchone()[0]
+        # relkind 'r' on purpose here: Prisma's P3005 emptiness check counts plain tables only (partitioned tables,
+        # views and sequences do not make a schema "not empty"). The history relation itself is found by name below.
         cur.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> ALL(%s)",
             (schema, list(POSTGIS_TABLES)))
         tables = sorted(r[0] for r in cur.fetchall())
-        table_exists = MIGRATIONS_TABLE in tables
+        cur.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relname = %s", (schema, MIGRATIONS_TABLE))
+        found = cur.fetchone()
+        relkind = found[0] if found else None
+        kind = RELATION_KINDS.get(relkind, "relation (relkind %r)" % relkind) if relkind else None
+        table_exists = relkind is not None
+        finding = relation_finding(kind, schema)
         rows = []
         if table_exists:
+            if relkind not in _READABLE_KINDS:
+                raise PrismaOpsError("cannot read the migration history: %s" % finding, code="history_not_a_table",
+                                     table_kind=kind)
             try:
                 cur.execute(
                     "SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, "
@@ -83,17 +119,33 @@ def read_history(conn, schema: str) -> dict:
                 if code == "42501":
                     raise PrismaOpsError("the database user cannot read %s (permission denied): connect as the app's "
                                          "user or GRANT SELECT on it" % table_ref(schema))
-                raise PrismaOpsError("cannot read %s: %s" % (table_ref(schema), str(exc).strip().splitlines()[0]))
+                text = str(exc).strip().splitlines()[0]
+                if finding:
+                    raise PrismaOpsError("cannot read %s (%s): %s" % (table_ref(schema), text, finding),
+                                         code="history_not_a_table", table_kind=kind)
+                raise PrismaOpsError("cannot read %s: %s" % (table_ref(schema), text))
             rows = [HistoryRow(*r) for r in cur.fetchall()]
     other_tables = [t for t in tables if t != MIGRATIONS_TABLE]
     return {
         "schema_exists": bool(schema_exists),
         "table_exists": table_exists,
+        "table_kind": kind,
+        "table_finding": finding,
         "rows": rows,
         "user_tables": other_tables,
         # P3005: deploy refuses a schema that has tables but no history table.
         "baseline_needed": (not table_exists) and bool(other_tables),
     }
+
+
+def require_writable(history: dict, schema: str, state: str) -> None:
+    """Refuse, before any write and in check mode alike, what the history cannot take: one rule for every writer."""
+    if history["table_finding"]:
+        raise PrismaOpsError("nothing was written: %s" % history["table_finding"], code="history_not_a_table",
+                             table_kind=history["table_kind"])
+    if state == "applied" and not history["schema_exists"]:
+        raise PrismaOpsError("schema %r does not exist: create it (or set schema) before baselining; nothing was "
+                             "written" % schema, code="no_schema")
 
 
 _SQLSTATE_PATTERNS = (
@@ -209,10 +261,14 @@ def build_report(history: dict, local: MigrationsDir | None) -> dict:
     entries = {m["name"]: m for m in migrations}
     will_deploy = [n for n in local_order if entries[n]["will_deploy"]]
     failed = names_in("failed")
-    deploy_blocked = bool(failed)
+    finding = history.get("table_finding")
+    # Deploy cannot use a history relation that is not a plain table (see relation_finding).
+    deploy_blocked = bool(failed) or bool(finding)
     result = {
         "schema_exists": history["schema_exists"],
         "table_exists": history["table_exists"],
+        "table_kind": history.get("table_kind"),
+        "table_finding": finding,
         "baseline_needed": history["baseline_needed"],
         "deploy_blocked": deploy_blocked,
         "migrations": migrations,
@@ -242,7 +298,9 @@ def build_report(history: dict, local: MigrationsDir | None) -> dict:
 def summarize(result: dict, dir_checked: bool) -> str:
     """One line an operator can read at 3 a.m."""
     parts = []
-    if result["deploy_blocked"]:
+    if result.get("table_finding"):
+        parts.append(result["table_finding"])
+    if result["failed_migrations"]:
         parts.append("deploy blocked (P3009) by failed migration%s %s" % (
             "s" if len(result["failed_migrations"]) > 1 else "", ", ".join(result["failed_migrations"])))
     if result["baseline_needed"]:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import (
     PRISMA_LOCK_KEY, describe_holder, lock_status,
 )
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, sqlstate_advice
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import (
-    MIGRATIONS_TABLE, HistoryRow, read_history, table_ref,
+    MIGRATIONS_TABLE, HistoryRow, quote_ident, read_history, require_writable, table_ref,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import (
     MigrationsDir, script_checksum,
@@ -393,6 +393,53 @@ def _db_error_text(exc, secrets) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
+# Where a transaction failed decides what the operator is told: before COMMIT was sent the server rolled it back
+# (nothing written, provably); a COMMIT that did not answer may have committed; after COMMIT it is in.
+BEFORE_COMMIT, AT_COMMIT, COMMITTED = "before_commit", "at_commit", "committed"
+# Failures that end the session or the connection (no SQLSTATE: the socket closed): a COMMIT that meets one may
+# have been committed.
+_SESSION_ENDED = ("57P01", "57P02", "57P03", "25P03")
+
+
+def _connection_lost(sqlstate: str | None) -> bool:
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _SESSION_ENDED
+
+
+def transaction_failure(exc, phase: str, schema: str, executed: list, secrets=(), user: str | None = None,
+                        names=()) -> PrismaOpsError:
+    """The PrismaOpsError for a database error in a writing transaction: what was committed, then what to do.
+
+    "Running again is safe" is said only when the failure came before COMMIT (the server rolled back) and the
+    advice does not first ask for a fix; a COMMIT that got no answer is never called safe.
+    """
+    text = _db_error_text(exc, secrets)
+    sqlstate = getattr(exc, "pgcode", None)
+    diag = getattr(exc, "diag", None)
+    # No SQLSTATE: the socket closed before libpq read the server's reason (e.g. an idle-in-transaction kill).
+    advice = sqlstate_advice(sqlstate or "08000", column=getattr(diag, "column_name", None),
+                             table=table_ref(schema), user=quote_ident(user) if user else None)
+    details = {"code": "transaction_failed", "sqlstate": sqlstate, "statements_not_committed": executed,
+               "phase": phase}
+    if phase == BEFORE_COMMIT or (phase == AT_COMMIT and not _connection_lost(sqlstate)):
+        outcome = ("the transaction failed before it was committed and PostgreSQL rolled it back: nothing was written "
+                   "(%s). Statements sent before the failure: %d." % (text, len(executed)))
+        if advice:
+            return PrismaOpsError("%s Fix this first, then run again: %s." % (outcome, advice), **details)
+        return PrismaOpsError("%s Running again is safe." % outcome, **details)
+    if phase == AT_COMMIT:
+        details["code"] = "commit_unknown"
+        rows = ", ".join(dict.fromkeys(names)) or "the names given"
+        return PrismaOpsError(
+            "COMMIT got no answer (%s): the change may or may not be committed. Before running again, read "
+            "%s with prisma_migration_info and check the rows of %s: the module re-plans on what it finds, so a "
+            "second run is idempotent once the server is back%s." % (
+                text, table_ref(schema), rows, "; %s" % advice if advice else ""), **details)
+    details.pop("statements_not_committed")
+    return PrismaOpsError("the change was committed, but reading it back failed (%s): check the rows with "
+                          "prisma_migration_info; do not run again blindly%s" % (text, "; %s" % advice if advice else ""),
+                          code="read_back", sqlstate=sqlstate, statements=executed)
+
+
 def execute_native(conn, schema: str, names: list, state: str, local: MigrationsDir | None, check_local: bool,
                    lock_timeout: float, secrets=()) -> dict:
     """Take the lock, re-read, re-plan, write in one transaction, commit, unlock.
@@ -401,8 +448,9 @@ def execute_native(conn, schema: str, names: list, state: str, local: Migrations
     committed when a name is refused, the lock cannot be had, or the transaction fails.
     """
     import psycopg2
-    committed = False
+    phase = BEFORE_COMMIT
     executed = []
+    user = getattr(getattr(conn, "info", None), "user", None)
     try:
         waited = acquire_prisma_lock(conn, lock_timeout)
         conn.autocommit = False
@@ -410,9 +458,7 @@ def execute_native(conn, schema: str, names: list, state: str, local: Migrations
             # Bound every row/table lock wait inside the transaction too (a session editing the table by hand).
             cur.execute("SET LOCAL lock_timeout = %s", ("%dms" % max(1, int(lock_timeout * 1000)),))
         history = read_history(conn, schema)  # the truth under the lock
-        if state == "applied" and not history["schema_exists"]:
-            raise PrismaOpsError("schema %r does not exist: create it (or set schema) before baselining" % schema,
-                                 code="no_schema")
+        require_writable(history, schema, state)
         plans = plan_resolution(names, state, history["rows"], history["table_exists"], local, check_local)
         refusal = refusal_message(plans)
         if refusal:
@@ -427,29 +473,30 @@ def execute_native(conn, schema: str, names: list, state: str, local: Migrations
                         raise PrismaOpsError("row %s of %s changed while Prisma's lock was held (someone edited the "
                                              "table by hand?): nothing was written; run again" % (params[0], plan.name),
                                              code="concurrent_change")
+        phase = AT_COMMIT
         conn.commit()
-        committed = True
+        phase = COMMITTED
         after = read_history(conn, schema)["rows"]
         conn.commit()
         return {"plans": plans, "statements": executed, "before": history["rows"], "after": after,
                 "lock_waited": waited, "table_created": any(a.kind == "create_table" for p in plans for a in p.actions)}
     except psycopg2.Error as exc:
-        text = _db_error_text(exc, secrets)
-        if getattr(exc, "pgcode", None) == "55P03":
+        if phase == BEFORE_COMMIT and getattr(exc, "pgcode", None) == "55P03":
             raise PrismaOpsError("a row or table lock on %s was not granted within lock_timeout (%s s): another session "
                                  "is editing it outside Prisma's lock; nothing was written: %s"
-                                 % (MIGRATIONS_TABLE, _num(lock_timeout), text), code="row_lock_timeout")
-        if committed:
-            raise PrismaOpsError("the change was committed, but reading it back failed: %s" % text, code="read_back")
-        raise PrismaOpsError("the transaction failed and was rolled back, nothing was written (%s). Statements sent "
-                             "before the failure: %d. Running again is safe." % (text, len(executed)),
-                             code="transaction_failed", statements_not_committed=executed)
+                                 % (MIGRATIONS_TABLE, _num(lock_timeout), _db_error_text(exc, secrets)),
+                                 code="row_lock_timeout")
+        raise transaction_failure(exc, phase, schema, executed, secrets, user, names)
     finally:
         release_prisma_lock(conn)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The cli method
+
+# Prisma's own behaviour (both 6.x and 7.x): the module keeps the URL off the CLI's argv, the CLI does not.
+CLI_ENGINE_ARGV_WARNING = ("the Prisma CLI passes the database URL, password included, on its schema engine child's "
+                           "command line, readable in this host's process table while the engine runs")
 
 _PCODE = re.compile(r"^Error:\s*(P\d{4})\s*$", re.M)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -12,9 +12,18 @@ version_added: 1.0.0
 description:
   - Runs the app's deploy command (by default C(project_dir/node_modules/.bin/prisma migrate deploy)) in
     I(project_dir), with the database URL in its environment, never on its command line and never in the result.
+  - The Prisma CLI itself then passes the URL, password included, on the command line of its schema engine child
+    (Prisma 7 for every engine run, Prisma 6 for its connection check), readable in the host's process table while
+    the engine runs. No module can prevent that; the task warns about it. Deploy has no native replacement.
   - Parses the outcome, the migrations the CLI applied and, on failure, the Prisma error code (for example P3009 or
     P3018) and message.
-  - Refuses commands that contain C(migrate dev), C(db push) or C(reset), which can drop data.
+  - Refuses commands that contain C(migrate dev), C(db push) or C(reset), which can drop data, however they are
+    wrapped - C(sh -c "..."), C(bash -lc '...'), C(env X=1 ...), C(npx), C(pnpm exec), C(yarn), C(exec), commands
+    joined with C(;), C(&&), C(||) or C(|). Every argument that holds more than one word is read as a shell script and
+    searched too.
+  - Out of the guard's reach, so keep them out of the deploy command yourself - what a script file or an C(npm run)
+    target runs (C(npm run db:reset) is only a name here), and a shell variable or C(eval) that spells the command at
+    run time.
 author:
   - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
@@ -45,8 +54,9 @@ options:
   environment:
     description:
       - Extra environment variables for the command. C(DATABASE_URL) (and I(env_var)) are refused here; the module
-        sets them from the connection options. Values of variables whose name contains PASSW, SECRET, TOKEN, KEY,
-        URL, CREDENTIAL or AUTH are masked in the result.
+        sets them from the connection options. Values (4 characters or more) of variables whose name contains PASS,
+        PWD, SECRET, TOKEN, KEY, URL, CREDENTIAL or AUTH, here or in the module's own environment that the command
+        inherits (C(DB_PWD), C(PGPASSWORD)...), and the password of any URL among them, are masked in the result.
     type: dict
   container:
     description:
@@ -121,16 +131,18 @@ stdout:
 
 import os
 import re
+import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
-    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, scrub,
-    secret_environment_values, tools_url,
+    COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, tools_url,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import check_container_args, container_argv
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import ANSI_ESCAPE, parse_cli_error
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask, secret_values
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import (
+    ANSI_ESCAPE, CLI_ENGINE_ARGV_WARNING, parse_cli_error,
+)
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
 OUTPUT_LIMIT = 4000
@@ -140,11 +152,45 @@ _APPLIED = re.compile(r"^[ \t]*[└├]─[ \t]*([^/\n]+?)/[ \t]*$", re.M)
 FORBIDDEN = (("migrate", "dev"), ("db", "push"), ("migrate", "reset"), ("db", "reset"))
 
 
+# Shell punctuation that separates commands; a word holding it (or a space) is read as a script.
+_SCRIPT_CHARS = re.compile(r"[\s;&|()<>`]")
+
+
+def command_words(argv: list, depth: int = 0) -> list:
+    """argv's words, with every argument that looks like a shell script (`sh -c "..."`, `env -S "..."`, `npx -c
+    "..."`) split as the shell would and searched in turn. Separators stay words of their own, so a pair never spans
+    two commands."""
+    words = []
+    for arg in argv:
+        arg = str(arg)
+        if depth < 8 and _SCRIPT_CHARS.search(arg):
+            lexer = shlex.shlex(arg, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            try:
+                parts = list(lexer)
+            except ValueError:  # unbalanced quotes: the shell fails too; search the pieces anyway
+                parts = arg.split()
+            words += command_words(parts, depth + 1) if parts != [arg] else [arg]
+        else:
+            words.append(arg)
+    return words
+
+
+_SEPARATORS = frozenset((";", "&&", "||", "|", "&", "(", ")", ";;", "|&", "\n"))
+
+
 def check_command(argv: list) -> None:
-    words = [str(a).lower() for a in argv]
+    words = [w.lower() for w in command_words(argv)]
+    # Per command of a script: `prisma migrate --schema x reset` is still a reset, `deploy; echo dev` is not a dev.
+    segments = [[]]
+    for word in words:
+        if word in _SEPARATORS:
+            segments.append([])
+        else:
+            segments[-1].append(word)
     for first, second in FORBIDDEN:
-        for i in range(len(words) - 1):
-            if words[i] == first and words[i + 1] == second:
+        for segment in segments:
+            if first in segment and second in segment[segment.index(first) + 1:]:
                 raise PrismaOpsError("refusing to run `%s %s`: it can drop data; only `migrate deploy` is run" % (first, second))
     if "reset" in words or "--force-reset" in words or "--accept-data-loss" in words:
         raise PrismaOpsError("refusing a command with reset / --force-reset / --accept-data-loss")
@@ -159,7 +205,9 @@ def parse_applied(output: str) -> list:
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    module.no_log_values.update(secret_environment_values(params["environment"]))
+    # The command inherits this process's environment too: its secrets must not come back in the output either.
+    env_secrets = secret_values(params["environment"]) + secret_values(os.environ)
+    module.no_log_values.update(env_secrets)
     project_dir = params["project_dir"]
     argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate", "deploy"])
     if not argv or not argv[0]:
@@ -171,7 +219,7 @@ def run(module: AnsibleModule) -> dict:
     module.no_log_values.update(spec.secrets)
     url = tools_url(params, spec)
     module.no_log_values.add(url)
-    secrets = list(spec.secrets) + [url]
+    secrets = list(spec.secrets) + [url] + env_secrets
     names = {"DATABASE_URL", params["env_var"] or "DATABASE_URL"}
     env = {"CHECKPOINT_DISABLE": "1", "PRISMA_HIDE_UPDATE_MESSAGE": "1", "NO_COLOR": "1"}
     for key, value in (params["environment"] or {}).items():
@@ -185,17 +233,20 @@ def run(module: AnsibleModule) -> dict:
         # Only the names go on the command line; the container CLI copies the values from its environment.
         argv = container_argv(params["container_exec"], params["container"], sorted(env),
                               workdir=params["container_workdir"], user=params["container_user"]) + argv
+    # What is shown of the command: a secret written into it (`sh -c "PGPASSWORD=... ..."`) is masked there too.
+    shown = [mask(arg, secrets) for arg in argv]
     if module.check_mode:
-        return {"changed": False, "applied": [], "argv": argv, "stdout": "",
-                "msg": "check mode: would run %s in %s" % (" ".join(argv), project_dir)}
+        return {"changed": False, "applied": [], "argv": shown, "stdout": "",
+                "msg": "check mode: would run %s in %s" % (" ".join(shown), project_dir)}
+    module.warn(CLI_ENGINE_ARGV_WARNING)
     rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
-    output = scrub((out or "") + ("\n" + err if err else ""), secrets)
+    output = mask((out or "") + ("\n" + err if err else ""), secrets)
     applied = parse_applied(output)
-    result = {"changed": bool(applied), "applied": applied, "argv": argv, "rc": rc, "stdout": output[-OUTPUT_LIMIT:]}
+    result = {"changed": bool(applied), "applied": applied, "argv": shown, "rc": rc, "stdout": output[-OUTPUT_LIMIT:]}
     if rc != 0:
         parsed = parse_cli_error(output)
         code = " with %s" % parsed["code"] if parsed["code"] else ""
-        raise PrismaOpsError("%s failed (exit %s)%s: %s" % (" ".join(argv), rc, code, parsed["message"]),
+        raise PrismaOpsError("%s failed (exit %s)%s: %s" % (" ".join(shown), rc, code, parsed["message"]),
                              code=parsed["code"], **result)
     result["msg"] = ("applied %s" % ", ".join(applied)) if applied else "no pending migrations"
     return result

@@ -68,12 +68,16 @@ options:
     description:
       - C(native) writes the rows itself, in one transaction holding Prisma's lock.
       - C(cli) runs the project's own Prisma CLI, C(prisma migrate resolve), once per migration that needs a change,
-        with the database URL in its environment (never on its command line).
+        with the database URL in its environment (never on the CLI's command line). The CLI itself then passes the
+        URL, password included, on the command line of its schema engine child (Prisma 6 for its connection check,
+        Prisma 7 for every engine run), where any user of the host can read it in the process table while the
+        engine runs. The module cannot prevent that and warns each time; C(native) has no such exposure.
       - C(auto) uses C(cli) when O(prisma_command) is given or O(project_dir)C(/node_modules/.bin/prisma) exists, and
         C(native) otherwise.
+      - The default is C(native), which writes the same rows as the CLI (compared against Prisma 6.19.3 and 7.10.1).
     type: str
     choices: [auto, native, cli]
-    default: auto
+    default: native
   project_dir:
     description:
       - The app folder the Prisma CLI runs in (holding C(node_modules), C(package.json), the schema or
@@ -234,7 +238,14 @@ lock:
   type: dict
 code:
   description: On failure, a short code, Prisma's P-code where there is one (from the CLI or the refusal), or
-    C(lock_timeout), C(row_lock_timeout), C(transaction_failed), C(cli_failed).
+    C(lock_timeout), C(row_lock_timeout), C(transaction_failed) (rolled back before COMMIT, nothing written),
+    C(commit_unknown) (COMMIT got no answer - read the rows before running again), C(read_back), C(no_schema),
+    C(history_not_a_table) (C(_prisma_migrations) is a view or another relation, never written into), C(cli_failed).
+    Check mode refuses with the same codes as a real run.
+  returned: failure
+  type: str
+sqlstate:
+  description: On C(transaction_failed) or C(commit_unknown), the database's SQLSTATE; the message carries its advice.
   returned: failure
   type: str
 lock_holder:
@@ -255,14 +266,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock import lock_status
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
-    secret_environment_values, tools_url,
+    tools_url,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import read_history
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import secret_values as secret_environment_values
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import read_history, require_writable
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import (
-    CHECK_MODE_ID, cli_argv, execute_native, normalize_names, parse_cli_error, plan_resolution, refusal_message,
-    render_statement, rows_by_name, simulate_plans, statements_for, wait_lock_free,
+    CHECK_MODE_ID, CLI_ENGINE_ARGV_WARNING, cli_argv, execute_native, normalize_names, parse_cli_error,
+    plan_resolution, refusal_message, render_statement, rows_by_name, simulate_plans, statements_for, wait_lock_free,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
 
@@ -351,6 +363,8 @@ def run(module: AnsibleModule) -> dict:
         history = read_history(conn, spec.schema)
         before_rows = history["rows"]
         check = module.check_mode
+        # The same refusals as under the lock (execute_native), so check mode never predicts a write that is refused.
+        require_writable(history, spec.schema, state)
         plans = plan_resolution(names, state, before_rows, history["table_exists"], local, check_local,
                                 new_id=lambda: CHECK_MODE_ID)
         outcomes = [p.as_dict() for p in plans]
@@ -398,6 +412,7 @@ def run(module: AnsibleModule) -> dict:
 def run_cli(module, conn, spec, plans, state, cli_base, cli_env, secrets, result) -> list:
     """One `prisma migrate resolve` per name that needs a change; P-codes become structured failures."""
     resolved = []
+    module.warn(CLI_ENGINE_ARGV_WARNING + "; method=native writes the same rows without that")
     for plan in plans:
         if plan.outcome != "changed":
             continue
@@ -439,7 +454,7 @@ def main() -> None:
         name=dict(type="list", elements="str", required=True),
         state=dict(type="str", required=True, choices=["applied", "rolled_back"]),
         migrations_dir=dict(type="path"),
-        method=dict(type="str", default="auto", choices=["auto", "native", "cli"]),
+        method=dict(type="str", default="native", choices=["auto", "native", "cli"]),
         project_dir=dict(type="path"),
         prisma_command=dict(type="list", elements="str"),
         environment=dict(type="dict"),

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import (
-    LOG_LIMIT, STATES, HistoryRow, build_report, parse_failure_log,
+    LOG_LIMIT, STATES, HistoryRow, build_report, parse_failure_log, relation_finding, require_writable,
 )
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import (
     LocalMigration, MigrationsDir, prisma_sort_key,
 )
@@ -523,3 +524,42 @@ def test_parse_unknown_text_uses_first_line():
 def test_parse_unknown_text_first_line_is_capped():
     parsed = parse_failure_log("z" * 2000)
     assert parsed["message"] == "z" * 500
+
+
+# --------------------------------------------------------------------------------------------
+# A history relation that is not a plain table (issue 13)
+# --------------------------------------------------------------------------------------------
+
+def relation_history(rows, kind):
+    return dict(history(rows), table_kind=kind, table_finding=relation_finding(kind, "public"))
+
+
+@pytest.mark.parametrize("kind", ["view", "partitioned table", "materialized view", "foreign table"])
+def test_a_history_that_is_not_a_table_blocks_deploy_and_is_never_in_sync(kind):
+    rows = Rows().add(A, "applied").rows
+    report = build_report(relation_history(rows, kind), local_dir(A))
+    assert report["table_exists"] is True and report["baseline_needed"] is False
+    assert report["deploy_blocked"] is True and report["in_sync"] is False and report["table_kind"] == kind
+    assert report["summary"].startswith('"public"."_prisma_migrations" is a %s, not a table' % kind)
+    assert "in sync" not in report["summary"] and "P3009" not in report["summary"]
+
+
+def test_a_plain_table_has_no_finding():
+    assert relation_finding("table", "public") is None and relation_finding(None, "public") is None
+    report = build_report(relation_history(Rows().add(A, "applied").rows, "table"), local_dir(A))
+    assert report["in_sync"] is True and report["table_finding"] is None
+
+
+@pytest.mark.parametrize("state", ["applied", "rolled_back"])
+def test_require_writable_refuses_a_view_for_either_state(state):
+    with pytest.raises(PrismaOpsError) as raised:
+        require_writable(relation_history([], "view"), "public", state)
+    assert raised.value.details["code"] == "history_not_a_table" and "nothing was written" in raised.value.msg
+
+
+def test_require_writable_refuses_a_missing_schema_only_for_applied():
+    missing = dict(history([], table_exists=False, schema_exists=False), table_kind=None, table_finding=None)
+    with pytest.raises(PrismaOpsError) as raised:
+        require_writable(missing, "nowhere", "applied")
+    assert raised.value.details["code"] == "no_schema"
+    require_writable(missing, "nowhere", "rolled_back")  # planned as no_migrations_table, with the others
