@@ -166,7 +166,7 @@ _TRANSACTION_KINDS = {
 _SIMPLE_KINDS = {
     "InsertStmt": "insert", "UpdateStmt": "update", "DeleteStmt": "delete", "SelectStmt": "select",
     "CopyStmt": "copy", "TruncateStmt": "truncate", "MergeStmt": "merge", "CallStmt": "call", "DoStmt": "do_block",
-    "VariableSetStmt": "set", "CommentStmt": "comment", "GrantStmt": "grant", "GrantRoleStmt": "grant",
+    "VariableSetStmt": "set", "VariableShowStmt": "show", "CommentStmt": "comment", "GrantStmt": "grant", "GrantRoleStmt": "grant",
     "AlterSeqStmt": "alter_sequence", "CreateSchemaStmt": "create_schema", "CreateExtensionStmt": "create_extension",
     "CreateSeqStmt": "create_sequence", "ViewStmt": "create_view", "CreateFunctionStmt": "create_function",
     "CreateTrigStmt": "create_trigger", "CreateEnumStmt": "create_enum", "CreateTableAsStmt": "create_table_as",
@@ -267,9 +267,33 @@ def classify(node_type: str, node: dict) -> tuple:
     return kind, target
 
 
+def _line_of(script: str, position: int) -> int:
+    return script.count("\n", 0, position) + 1
+
+
+def _refuse_unparseable_text(script: str) -> None:
+    """Text the parser would misread is a parse error, never a shorter script.
+
+    libpg_query takes a C string: a NUL byte ends it there, and every statement after the NUL would
+    silently vanish (a completion would run a prefix and call the migration applied). Lone surrogates
+    are what undecodable bytes become under errors="surrogateescape": the file is not UTF-8.
+    """
+    nul = script.find("\x00")
+    if nul >= 0:
+        raise SqlParseError("migration.sql is not valid PostgreSQL at line %d: it holds a NUL byte, which "
+                            "PostgreSQL never accepts in a query (the parser would stop there and miss every "
+                            "statement after it)" % _line_of(script, nul))
+    try:
+        script.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SqlParseError("migration.sql is not valid UTF-8 at line %d (an undecodable byte or a lone surrogate "
+                            "at character %d)" % (_line_of(script, exc.start), exc.start + 1))
+
+
 def parse_script(script: str) -> ParsedScript:
     """Parse a whole migration.sql; raise SqlParseError (with the parser's message) when it is not valid SQL."""
     require_pglast()
+    _refuse_unparseable_text(script)
     try:
         tree = json.loads(_pg_parser.parse_sql_json(script))
     except _pg_parser.ParseError as exc:

@@ -259,7 +259,7 @@ CORPUS_NAMES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
 
 @pytest.mark.parametrize("name", CORPUS_NAMES)
 def test_every_corpus_migration_applied_and_not_applied(pg_cluster, name):
-    from ansible_collections.prisma_ops.migrate.plugins.module_utils import evidence
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils import evidence, replay
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import connect, parse_database_url
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import take_snapshot
 
@@ -271,7 +271,7 @@ def test_every_corpus_migration_applied_and_not_applied(pg_cluster, name):
         try:
             conn = db.connect()
             for earlier in CORPUS_NAMES[:position + (1 if state == "applied" else 0)]:
-                evidence.apply_script(conn, script(earlier))
+                replay.apply_script(conn, script(earlier))
             conn.close()
             spec = parse_database_url(db.url())
             live = connect(spec)

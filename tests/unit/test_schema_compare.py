@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import (
-    decide, default_text, judge_statements, normalize_catalog_default, type_text,
-)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.effects import default_text, normalize_catalog_default, type_text
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import decide, judge_statements
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import compare_snapshots, is_empty
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import parse_script
 

@@ -119,3 +119,18 @@ def test_invalid_sql_says_where():
 def test_empty_and_comment_only_scripts_have_no_statements():
     assert parse_script("").statements == []
     assert parse_script("-- This is an empty migration.\n").statements == []
+
+
+@pytest.mark.parametrize("script, words", [
+    # libpg_query reads a C string: without the check, everything after the NUL would silently vanish.
+    ('CREATE TABLE "T" ("id" INTEGER);\n\x00\nDROP TABLE "B";\n', "at line 2: it holds a NUL byte"),
+    ('CREATE TABLE "T" ("id" INTEGER);\nDROP TABLE "B";\x00', "at line 2: it holds a NUL byte"),
+    ("SELECT '\x00';", "NUL byte"),
+    # Undecodable bytes, as errors="surrogateescape" keeps them, and a lone surrogate.
+    (b'CREATE TABLE "T" ("n" TEXT DEFAULT \'\xff\');'.decode("utf-8", "surrogateescape"), "not valid UTF-8 at line 1"),
+    ('SELECT 1;\nSELECT \'\ud800\';', "not valid UTF-8 at line 2"),
+])
+def test_unparseable_text_is_a_parse_error_never_a_shorter_script(script, words):
+    with pytest.raises(SqlParseError) as err:
+        parse_script(script)
+    assert words in err.value.msg
