@@ -8,7 +8,7 @@ Prisma's advisory lock 72707369:
 
 1. take the lock (resolve.acquire_prisma_lock: bounded, nothing left queued), BEGIN;
 2. re-read the rows and re-plan `resolve --applied` (resolve.plan_resolution);
-3. re-judge every statement of migration.sql against the live catalogs (evidence.judge_statements,
+3. re-judge every statement of migration.sql against the live catalogs (probes.judge_statements,
    the same probes prisma_migration_info uses): each must be present (skipped) or absent and
    runnable in a transaction (run); anything that cannot be told refuses the whole migration;
 4. run the absent statements in file order, take a new snapshot in the same transaction and
@@ -27,10 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import (
-    build_model, judge_statements,
-)
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import quote_ident, read_history
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.effects import build_model
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import judge_statements
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import quote_ident, read_history, require_writable
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import (
     CHECK_MODE_ID, acquire_prisma_lock, plan_resolution, release_prisma_lock, render_statement, statements_for,
 )
@@ -215,6 +214,7 @@ def _first_line(exc, secrets) -> str:
 def preview(conn, schema: str, name: str, script: str, local) -> dict:
     """Check mode, and the first look of a real run: the plan on the current state, no lock, no write."""
     history = read_history(conn, schema)
+    require_writable(history, schema, "applied")  # a view or partitioned _prisma_migrations is never written
     snapshot = take_snapshot(conn)
     plan = plan_completion(name, script, history["rows"], history["table_exists"], local, schema, snapshot,
                            _server_version(conn))
@@ -223,8 +223,26 @@ def preview(conn, schema: str, name: str, script: str, local) -> dict:
     return {"plan": plan, "rows_before": history["rows"], "row_statements": row_sql}
 
 
-def execute(conn, schema: str, name: str, script: str, local, lock_timeout: float, secrets=()) -> dict:
-    """Take the lock, re-plan on the truth under it, run the missing statements, re-probe, resolve, commit."""
+PROOF_DIFFERENCES_SHOWN = 10
+
+
+def proof_differences(expected_after: dict, snapshot: dict) -> list:
+    """What differs between the replay's "after" (a clean apply of 1..N) and this schema; [] when identical.
+
+    Both sides go through JSON first: the expected one came that way from wherever it was replayed.
+    """
+    import json
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import compare_snapshots
+    return compare_snapshots(json.loads(json.dumps(expected_after)), json.loads(json.dumps(snapshot)))
+
+
+def execute(conn, schema: str, name: str, script: str, local, lock_timeout: float, secrets=(),
+            expected_after: dict | None = None) -> dict:
+    """Take the lock, re-plan on the truth under it, run the missing statements, re-probe, resolve, commit.
+
+    expected_after: the schema a clean apply of migrations 1..N leaves (a replay's "after" snapshot). Given, the
+    completion commits only when the schema it made is identical to it (the proof); otherwise it rolls back.
+    """
     import psycopg2
     ran: list = []
     current = None
@@ -237,6 +255,7 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
             # The script's unqualified names resolve as Prisma resolves them: in the URL's ?schema=.
             cur.execute("SET LOCAL search_path TO %s" % quote_ident(schema))
         history = read_history(conn, schema)
+        require_writable(history, schema, "applied")
         version = _server_version(conn)
         plan = plan_completion(name, script, history["rows"], history["table_exists"], local, schema,
                                take_snapshot(conn), version, new_id=_uuid4)
@@ -257,6 +276,18 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
                     "after running the missing statements, %s still not in place: nothing was committed (schema and "
                     "rows are as before). The script may depend on something this database lacks; inspect it by hand"
                     % "; ".join(still), code="not_present_after")
+            if expected_after is not None:
+                differences = proof_differences(expected_after, take_snapshot(conn))
+                if differences:
+                    shown = ["%s %s %s" % (d["kind"], d["name"], d["difference"])
+                             for d in differences[:PROOF_DIFFERENCES_SHOWN]]
+                    raise PrismaOpsError(
+                        "after running the missing statements the schema is not the one a clean apply of migrations "
+                        "1..N leaves (%d difference%s: %s%s): nothing was committed, schema and rows are as before. "
+                        "Something else changed this schema; compare it by hand before deciding"
+                        % (len(differences), "" if len(differences) == 1 else "s", "; ".join(shown),
+                           "; ..." if len(differences) > PROOF_DIFFERENCES_SHOWN else ""),
+                        code="not_identical", differences=differences[:PROOF_DIFFERENCES_SHOWN * 5])
             row_sql = []
             for sql, params in statements_for(plan.resolution, schema):
                 row_sql.append(render_statement(conn, sql, params))

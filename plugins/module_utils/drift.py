@@ -6,7 +6,7 @@
 Plain Python (no Ansible imports) so unit tests call it directly. It reuses what already exists:
 the history model (history.build_report), Prisma's lock (advisory_lock.lock_status), the schema
 snapshot and comparison (schema_snapshot), the shadow replay of the evidence work
-(evidence.shadow_replay, here of the WHOLE folder) and pg_backup's manifests (backup.list_backups).
+(replay.shadow_replay, here of the WHOLE folder) and pg_backup's manifests (backup.list_backups).
 
 Nothing here takes pg_advisory_lock(72707369): the drift check must never queue behind, or block,
 a running `prisma migrate deploy`. The inspected database is only read, in a read-only session.
@@ -204,15 +204,18 @@ def replay_scripts(local, report: dict, scope: str) -> tuple:
 
 
 def schema_drift(conn, spec, local, report: dict, scope: str = "all", shadow_url: str | None = None,
-                 limit: int = DIFFERENCE_LIMIT) -> dict:
+                 limit: int = DIFFERENCE_LIMIT, replay_input: dict | None = None) -> dict:
     """The live schema against a shadow replay of the migrations folder.
 
     {checked, reason, database, replayed, differences (findings), count}. Never a silent pass: when no scratch
     database is reachable, or the replay fails, checked is false and reason says why.
+    replay_input: a dict to fill, when no scratch database is reachable here, with what a replay on the controller
+    needs (the live snapshot, the scripts' names and digests, their texts); see complete_schema_check.
     """
     # Imported here: the replay needs pglast, the history and operations checks do not.
-    from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import shadow_replay
-    from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import compare_snapshots, take_snapshot
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import script_digest
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import shadow_replay
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import take_snapshot
     result = {"checked": False, "reason": None, "database": None, "scope": scope, "replayed": 0,
               "differences": [], "count": 0, "truncated": False}
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import require_pglast
@@ -231,11 +234,50 @@ def schema_drift(conn, spec, local, report: dict, scope: str = "all", shadow_url
     if replay.before is None:
         result["reason"] = ("no scratch database: %s" % replay.message) if replay.status == "unavailable" else \
             "the replay failed: %s" % replay.message
+        if replay_input is not None and replay.status == "unavailable":
+            replay_input.update(live_snapshot=take_snapshot(conn), migrations={"folder": {
+                "scripts": [[n, script_digest(t)] for n, t in scripts + [("", "")]]}},
+                texts=dict((script_digest(t), t) for _n, t in scripts + [("", "")]))
         return result
-    live = take_snapshot(conn)
+    schema_differences(result, replay, take_snapshot(conn), len(scripts), limit)
+    return result
+
+
+def schema_differences(result: dict, replay, live: dict, replayed: int, limit: int = DIFFERENCE_LIMIT) -> dict:
+    """Fill a schema check result from a replay of the whole folder (its "before") and the live snapshot."""
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import compare_snapshots
+    result["database"] = replay.database
+    if replay.before is None:
+        result.update(checked=False, reason="the replay failed: %s" % replay.message)
+        return result
     found = describe_differences(compare_snapshots(replay.before, live))
-    result.update(checked=True, replayed=len(scripts), count=len(found), differences=found[:limit],
+    result.update(checked=True, reason=None, replayed=replayed, count=len(found), differences=found[:limit],
                   truncated=len(found) > limit)
+    return result
+
+
+def schema_section(schema: dict) -> list:
+    """Turn schema_drift's result into the check's section (status, findings) in place; returns the findings."""
+    if schema["checked"]:
+        found = schema.pop("differences")
+    else:
+        schema.pop("differences", None)
+        found = [{"kind": "schema_not_checked", "object": None, "detail": "schema drift not checked: %s" % schema["reason"]}]
+    schema["status"] = "drift" if schema["checked"] and found else ("ok" if schema["checked"] else "not_checked")
+    schema["findings"] = found
+    return found
+
+
+def complete_schema_check(result: dict, replay, live: dict, replayed: int, fail_on) -> dict:
+    """A host's drift result whose schema check could not run there, completed by a replay done on the controller:
+    the schema section, the findings, the verdict and the summary, as run_check would have made them."""
+    schema = result["checks"]["schema"]
+    stale = schema["findings"]
+    schema_differences(schema, replay, live, replayed)
+    found = schema_section(schema)
+    result["findings"] = [f for f in result["findings"] if f not in stale] + found
+    result.update(host_verdict(result["findings"], validate_kinds(list(fail_on))))
+    result["summary"] = summarize(result["findings"], schema)
     return result
 
 
@@ -333,7 +375,8 @@ def host_verdict(findings: list, fail_on: list) -> dict:
 
 def run_check(conn, spec, local, checks=CHECKS, scope: str = "all", shadow_url: str | None = None,
               lock_max_age: int | None = None, backup_dir: str | None = None, backup_prefix: str = "prisma",
-              backup_max_age: int | None = None, fail_on=(), now: datetime.datetime | None = None) -> dict:
+              backup_max_age: int | None = None, fail_on=(), now: datetime.datetime | None = None,
+              replay_input: dict | None = None) -> dict:
     """The whole drift check of one host on an open (read-only) connection to its database."""
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
     now = now or utcnow()
@@ -350,14 +393,8 @@ def run_check(conn, spec, local, checks=CHECKS, scope: str = "all", shadow_url: 
             "rolled_back": report["rolled_back"], "will_deploy": report["will_deploy"], "findings": found}
         result["findings"] += found
     if "schema" in checks:
-        schema = schema_drift(conn, spec, local, report, scope, shadow_url)
-        if schema["checked"]:
-            found = schema["differences"]
-        else:
-            found = [{"kind": "schema_not_checked", "object": None, "detail": "schema drift not checked: %s" % schema["reason"]}]
-        schema["status"] = "drift" if schema["checked"] and found else ("ok" if schema["checked"] else "not_checked")
-        schema.pop("differences")
-        schema["findings"] = found
+        schema = schema_drift(conn, spec, local, report, scope, shadow_url, replay_input=replay_input)
+        found = schema_section(schema)
         result["checks"]["schema"] = schema
         result["findings"] += found
     if "operations" in checks:

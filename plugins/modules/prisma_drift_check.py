@@ -21,7 +21,8 @@ description:
     C(pg_backup) backup in O(backup_dir).
   - Read-only. The inspected database is read in a read-only session, and Prisma's advisory lock 72707369 is never
     taken, so the check neither waits for nor blocks a running C(prisma migrate deploy). The replay writes only in the
-    temporary database it creates and always drops, or in the O(shadow_url) database, which it leaves empty again.
+    temporary database it creates and always drops, or inside one always rolled-back transaction in the O(shadow_url)
+    database.
   - The module never fails because drift was found; it returns RV(fail) for O(fail_on) so a play can fail those hosts
     after the reports are written (the C(drift_check) role does).
 author:
@@ -57,11 +58,37 @@ options:
     default: all
   shadow_url:
     description:
-      - A PostgreSQL URL of an empty scratch database for the replay. It must not be the inspected database; the replay
-        creates objects in it and drops exactly those afterwards.
-      - Without it, the replay uses a temporary database when the user has CREATEDB; otherwise the schema check says
-        why it did not run.
+      - A PostgreSQL URL of an empty scratch database for the replay. It must not be the inspected database and must
+        hold nothing at all (one that does is refused and left as it is). The replay runs in one transaction there that
+        is always rolled back, so nothing is ever dropped from it; hosts that share it replay one after the other.
+      - Without it, the replay uses a temporary database when the user has CREATEDB, and otherwise runs on the
+        controller (O(controller_replay)); when none of those can run, the schema check says why it did not run.
     type: str
+  controller_replay:
+    description:
+      - When the host has no scratch database (no O(shadow_url), no CREATEDB), replay the folder on the controller
+        instead, in a throwaway PostgreSQL server that listens on a Unix socket only, as an unprivileged role, and
+        complete the schema check there; C(checks.schema.database) is then C(controller).
+      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb), the host's major version when installed,
+        else the newest), psycopg2 and pglast on the controller; without them the schema check says so.
+      - Cached on the controller (C(~/.cache/prisma_ops_migrate/replay), or E(PRISMA_OPS_REPLAY_CACHE)) by server,
+        schema and the sha256 of every script, so a fleet sharing one migrations folder replays it once. The host sends
+        its live schema snapshot and the texts of the migrations the controller does not have yet.
+      - Done by the action plugin of the same name; the module alone never replays on the controller.
+    type: bool
+    default: true
+  replay_input:
+    description:
+      - Set by the action plugin (see O(controller_replay)); leave unset. Returns what a replay on the controller needs
+        when the host could not replay.
+    type: bool
+    default: false
+  replay_known_scripts:
+    description:
+      - Set by the action plugin; leave unset. The sha256 digests of the migration texts the controller already has.
+    type: list
+    elements: str
+    default: []
   lock_max_age:
     description:
       - Report Prisma's lock as a C(lock) finding when it has been held this long (a duration such as C(10m), or
@@ -173,7 +200,9 @@ checked_at:
   returned: success
   type: str
 connection:
-  description: Where the module connected (host, port, database, user, schema, and the source of the settings), no secret.
+  description:
+    - Where the module connected (host, port, database, user, schema, and the source of the settings), no secret, and
+      the server's C(server_version_num).
   returned: success
   type: dict
 """
@@ -203,9 +232,12 @@ def run(module: AnsibleModule) -> dict:
     try:
         with conn.cursor() as cur:
             cur.execute("SET default_transaction_read_only = on")
+        replay_input = {} if params["replay_input"] else None
         result = run_check(conn, spec, local, checks=params["checks"], scope=params["replay"],
                            shadow_url=params["shadow_url"], lock_max_age=lock_max_age, backup_dir=params["backup_dir"],
-                           backup_prefix=params["backup_prefix"], backup_max_age=backup_max_age, fail_on=fail_on)
+                           backup_prefix=params["backup_prefix"], backup_max_age=backup_max_age, fail_on=fail_on,
+                           replay_input=replay_input)
+        server_version_num = conn.server_version
     finally:
         conn.close()
     secrets = list(spec.secrets)
@@ -215,7 +247,12 @@ def run(module: AnsibleModule) -> dict:
     if schema and schema.get("reason"):
         schema["reason"] = scrub(schema["reason"], secrets)
     result.update(changed=False, connection={"host": spec.host, "port": spec.port, "database": spec.dbname,
-                                             "user": spec.user, "schema": spec.schema, "source": spec.source})
+                                             "user": spec.user, "schema": spec.schema, "source": spec.source,
+                                             "server_version_num": server_version_num})
+    if replay_input:
+        known = set(params["replay_known_scripts"])
+        replay_input["texts"] = {d: t for d, t in replay_input["texts"].items() if d not in known}
+        result["replay_input"] = replay_input
     return result
 
 
@@ -231,6 +268,9 @@ def main() -> None:
         backup_prefix=dict(type="str", default="prisma"),
         backup_max_age=dict(type="str", default="26h"),
         fail_on=dict(type="list", elements="str", default=[]),
+        controller_replay=dict(type="bool", default=True),
+        replay_input=dict(type="bool", default=False),
+        replay_known_scripts=dict(type="list", elements="str", default=[], no_log=False),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

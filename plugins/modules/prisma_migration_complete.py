@@ -62,6 +62,43 @@ options:
         left queued on the lock.
     type: int
     default: 10
+  proof:
+    description:
+      - Whether the completion must be proven. The proof is a replay of migrations 1..N in a scratch database (the
+        O(shadow_url) one, a temporary one when the user has CREATEDB, or on the controller - O(controller_replay)),
+        after running the missing statements, in the same transaction, the schema is compared with the replay's, and
+        the completion commits only when they are identical; otherwise everything is rolled back and the differences
+        are reported (code C(not_identical)). RV(proof) says whether it was proven, where, and why not.
+      - C(auto) proves when a replay can run and completes with the statement probes alone when none can;
+        C(required) refuses (nothing done) without a proof; C(skip) never replays
+        (not C(off), which YAML reads as false when unquoted).
+    type: str
+    choices: [auto, required, skip]
+    default: auto
+  shadow_url:
+    description:
+      - A PostgreSQL URL of an empty scratch database for the proof's replay, as for
+        M(prisma_ops.migrate.prisma_migration_info) (one transaction there, always rolled back).
+    type: str
+  controller_replay:
+    description:
+      - When the host has no scratch database (no O(shadow_url), no CREATEDB), replay migrations 1..N on the controller
+        for the proof (a throwaway PostgreSQL server there, cached per folder, see
+        M(prisma_ops.migrate.prisma_migration_info)). Done by the action plugin of the same name.
+    type: bool
+    default: true
+  replay_input:
+    description: Set by the action plugin; leave unset. Return what a replay on the controller needs, and do nothing.
+    type: bool
+    default: false
+  replay_known_scripts:
+    description: Set by the action plugin; leave unset. The sha256 digests of the texts the controller already has.
+    type: list
+    elements: str
+    default: []
+  replay_after:
+    description: Set by the action plugin; leave unset. The schema snapshot of the controller's replay of 1..N.
+    type: dict
 notes:
   - Requires pglast (PostgreSQL's parser) on the managed host's Python, like evidence does.
   - Take a backup first (M(prisma_ops.migrate.pg_backup)); the recover role does so before calling this module.
@@ -146,11 +183,19 @@ lock:
   description: In check mode, the session holding Prisma's lock now, or null; a real run would wait for it.
   returned: check mode
   type: dict
+proof:
+  description:
+    - C(checked) (the schema was compared with a clean apply of 1..N before the commit; in check mode, whether it
+      would be), C(database) (where the replay ran - C(temporary), C(shadow_url), C(controller) - or null) and
+      C(reason) (why there is no proof).
+  returned: success
+  type: dict
 code:
   description:
     - On failure, a short code - C(cannot_tell) (a statement that cannot be checked or is half present),
       C(not_transactional) (a missing statement that cannot run in a transaction), C(statement_failed) (rolled
-      back), C(not_present_after), C(not_failed), C(lock_timeout), C(row_lock_timeout), C(transaction_failed),
+      back), C(not_present_after), C(not_identical) (the proof found differences; rolled back), C(no_proof)
+      (O(proof=required) and no replay could run), C(not_failed), C(lock_timeout), C(row_lock_timeout), C(transaction_failed),
       C(parse_error), or Prisma's code of a refusal (P3008, P3017, P3019).
   returned: failure
   type: str
@@ -177,6 +222,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import prior_scripts, replay_input_for
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import row_dict, simulate_plans, validate_name
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import require_pglast
@@ -187,6 +233,29 @@ APPLICATION_NAME = "prisma_ops.migrate/prisma_migration_complete"
 
 def _steps(plan, action: str) -> list:
     return [s.as_dict() for s in plan.steps if s.action == action]
+
+
+def find_proof(module: AnsibleModule, conn, spec, local, name: str, script: str) -> tuple:
+    """(expected "after" snapshot or None, the proof's report, replay_input for the controller or None)."""
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import shadow_replay
+    params = module.params
+    if params["proof"] == "skip":
+        return None, {"checked": False, "database": None, "reason": "proof: skip"}, None
+    if params["replay_after"] is not None:
+        return params["replay_after"], {"checked": True, "database": "controller", "reason": None}, None
+    prior = prior_scripts(local, name)
+    if prior is None:
+        return None, {"checked": False, "database": None,
+                      "reason": "a migration before %s has no readable migration.sql, so 1..N cannot be replayed" % name}, None
+    replay = shadow_replay(conn, spec, prior, script, params["shadow_url"])
+    if replay.after is not None:
+        return replay.after, {"checked": True, "database": replay.database, "reason": None}, None
+    if replay.status == "unavailable" and params["replay_input"]:
+        material = replay_input_for(prior, name, script)
+        known = set(params["replay_known_scripts"])
+        material["texts"] = {d: t for d, t in material["texts"].items() if d not in known}
+        return None, {"checked": False, "database": None, "reason": replay.message}, material
+    return None, {"checked": False, "database": replay.database, "reason": replay.message}, None
 
 
 def run(module: AnsibleModule) -> dict:
@@ -209,6 +278,18 @@ def run(module: AnsibleModule) -> dict:
         first = preview(conn, spec.schema, name, migration.script, local)
         plan, before_rows = first["plan"], first["rows_before"]
         result = {"lock_waited": 0.0, "statements": first["row_statements"]}
+        expected, proof = None, {"checked": False, "database": None, "reason": "nothing to complete"}
+        if plan.outcome == "changed":
+            expected, proof, material = find_proof(module, conn, spec, local, name, migration.script)
+            if material is not None:  # the action plugin replays on the controller, then runs this module again
+                return {"changed": False, "replay_input": material, "proof": proof, "resolved": [],
+                        "msg": "the proof needs a replay on the controller",
+                        "connection": {"schema": spec.schema, "server_version_num": conn.server_version}}
+            if expected is None and params["proof"] == "required":
+                raise PrismaOpsError("proof: required, and no replay of migrations 1..N could run (%s): nothing was "
+                                     "done. Give shadow_url, CREATEDB to the user, or PostgreSQL server binaries, "
+                                     "psycopg2 and pglast on the controller" % proof["reason"], code="no_proof")
+        result["proof"] = proof
         if module.check_mode or plan.outcome == "unchanged":
             # A preview, or nothing to do: no lock taken (a second run never waits behind a deploy).
             after_rows = simulate_plans(before_rows, [plan.resolution]) if plan.outcome == "changed" else before_rows
@@ -216,7 +297,8 @@ def run(module: AnsibleModule) -> dict:
             if module.check_mode:
                 result["lock"] = lock_status(conn)[0]
         else:
-            done = execute(conn, spec.schema, name, migration.script, local, params["lock_timeout"], spec.secrets)
+            done = execute(conn, spec.schema, name, migration.script, local, params["lock_timeout"], spec.secrets,
+                           expected_after=expected)
             plan, before_rows, after_rows = done["plan"], done["before"], done["after"]
             ran = [s.as_dict() for s in done["ran"]]
             result.update(statements=done["row_statements"], lock_waited=round(done["lock_waited"], 3))
@@ -244,6 +326,12 @@ def main() -> None:
         name=dict(type="str", required=True),
         migrations_dir=dict(type="path", required=True),
         lock_timeout=dict(type="int", default=10),
+        proof=dict(type="str", choices=["auto", "required", "skip"], default="auto"),
+        shadow_url=dict(type="str", no_log=True),
+        controller_replay=dict(type="bool", default=True),
+        replay_input=dict(type="bool", default=False),
+        replay_known_scripts=dict(type="list", elements="str", default=[], no_log=False),
+        replay_after=dict(type="dict"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -46,15 +46,49 @@ options:
         temporary database), migrations 1..N-1 and 1..N are also replayed there and the live schema compared with both.
         If the two methods disagree, the verdict is C(unknown).
       - Nothing is written to the inspected database; the replay writes only in the temporary database it creates and
-        always drops, or in the O(shadow_url) database.
+        always drops, or inside one transaction in the O(shadow_url) database that is always rolled back.
     type: bool
     default: false
   shadow_url:
     description:
       - A PostgreSQL URL of an empty scratch database for the shadow replay of O(evidence). It must not be the
-        inspected database. The replay creates objects in it and drops exactly those afterwards.
-      - Without it, the replay uses a temporary database when the user has CREATEDB, and is skipped otherwise.
+        inspected database, and must hold nothing at all (not even a C(_prisma_migrations) table); one that holds
+        anything is refused and left as it is.
+      - The replay runs there in one transaction that is always rolled back, so nothing is ever dropped from it and
+        check mode writes nothing. The migrations' own C(BEGIN)/C(COMMIT) are left out and C(CONCURRENTLY) dropped;
+        a statement that cannot run in a transaction block makes the replay say it cannot tell (verdict from the
+        probes alone, or C(unknown)). Hosts that share one O(shadow_url) replay one after the other.
+      - Without it, the replay uses a temporary database when the user has CREATEDB, and otherwise runs on the
+        controller (O(controller_replay)).
     type: str
+  controller_replay:
+    description:
+      - For a failed migration whose replay cannot run on the host (no O(shadow_url), no CREATEDB), replay
+        migrations 1..N-1 and 1..N on the controller instead, in a throwaway PostgreSQL server that listens on a
+        Unix socket only, with an unprivileged role (the scripts get no superuser rights on the controller), and
+        judge the evidence again with both methods. C(shadow.database) is then C(controller).
+      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb), the host's major version when
+        installed, else the newest), psycopg2 and pglast on the controller; without them the evidence is the
+        probes' alone and a warning says what to install.
+      - The replay is cached on the controller (C(~/.cache/prisma_ops_migrate/replay), or the directory in the
+        environment variable E(PRISMA_OPS_REPLAY_CACHE)), keyed by the server version, the schema and the sha256 of
+        every script, so a fleet with one migrations folder pays for it once. The host sends its live schema
+        snapshot, and the texts of the migrations the controller does not have yet.
+      - Done by the action plugin of the same name; the module alone never replays on the controller.
+    type: bool
+    default: true
+  replay_input:
+    description:
+      - Set by the action plugin (see O(controller_replay)); leave unset. Returns what a replay on the controller
+        needs, for failed migrations whose replay could not run on the host.
+    type: bool
+    default: false
+  replay_known_scripts:
+    description:
+      - Set by the action plugin; leave unset. The sha256 digests of the migration texts the controller already has.
+    type: list
+    elements: str
+    default: []
 seealso:
   - name: Prisma Migrate in production
     description: How Prisma records and resolves failed migrations.
@@ -330,7 +364,8 @@ evidence:
       description:
         - The shadow replay, or null when it did not run. C(status) is C(matches_after), C(matches_before),
           C(differs), C(no_schema_change), C(unavailable) or C(error); C(message) says why; the differences lists
-          compare the live schema with the replayed states (first 25).
+          compare the live schema with the replayed states (first 25); C(database) is where it ran
+          (C(temporary), C(shadow_url) or C(controller)).
       type: dict
     transaction_control:
       description: The script has its own BEGIN / COMMIT / ROLLBACK.
@@ -396,7 +431,13 @@ def run(module: AnsibleModule) -> dict:
         result = build_report(history, local)
         if module.params["evidence"]:
             # Only the failed migrations, and only reads here: the replay writes in its own scratch database.
-            result["evidence"] = collect_evidence(conn, spec, local, result, shadow_url=module.params["shadow_url"])
+            replay_input = {} if module.params["replay_input"] else None
+            result["evidence"] = collect_evidence(conn, spec, local, result, shadow_url=module.params["shadow_url"],
+                                                  replay_input=replay_input)
+            if replay_input:
+                known = set(module.params["replay_known_scripts"])
+                replay_input["texts"] = {d: t for d, t in replay_input["texts"].items() if d not in known}
+                result["replay_input"] = replay_input
     finally:
         conn.close()
     if not history["schema_exists"]:
@@ -418,7 +459,9 @@ def run(module: AnsibleModule) -> dict:
 def main() -> None:
     argument_spec = dict(COMMON_ARGUMENT_SPEC)
     argument_spec.update(migrations_dir=dict(type="path"), evidence=dict(type="bool", default=False),
-                         shadow_url=dict(type="str", no_log=True))
+                         shadow_url=dict(type="str", no_log=True), controller_replay=dict(type="bool", default=True),
+                         replay_input=dict(type="bool", default=False),
+                         replay_known_scripts=dict(type="list", elements="str", default=[], no_log=False))
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,

@@ -165,15 +165,35 @@ def test_waits_for_the_lock_then_completes(project, db):
     holder = db.connect()
     with holder.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(%s)", (PRISMA_LOCK_KEY,))
-    timer = threading.Timer(3.0, holder.close)  # the module starts in well under 2 s
-    timer.start()
+    waiting = threading.Event()
+
+    def release_once_the_module_waits() -> None:
+        # The event, not a clock: the module's session has asked for Prisma's lock (it polls pg_try_advisory_lock).
+        watcher = db.connect(superuser=True)
+        try:
+            with watcher.cursor() as cur:
+                for _attempt in range(3000):  # a safety net (about 5 min), far above a loaded machine's start-up
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                                "AND query LIKE %s", ("prisma_ops.migrate/prisma_migration_complete",
+                                                      "%pg_try_advisory_lock%"))
+                    if cur.fetchone()[0]:
+                        waiting.set()
+                        break
+                    time.sleep(0.1)
+        finally:
+            watcher.close()
+            holder.close()
+
+    releaser = threading.Thread(target=release_once_the_module_waits)
+    releaser.start()
     try:
-        result = complete(db, project, lock_timeout=20)
+        result = complete(db, project, lock_timeout=100)  # the harness allows a module 120 s
     finally:
-        timer.cancel()
+        releaser.join(timeout=600)
         holder.close()
+    assert waiting.is_set()
     assert result["changed"] is True and not result.get("failed"), result["msg"]
-    assert result["lock_waited"] >= 1.0
+    assert result["lock_waited"] > 0
     assert indexes(result, "ran") == [4, 5]
 
 

@@ -4,7 +4,8 @@ is loaded in headless Chromium.
 
 Hosts: healthy (in sync, a real pg_backup backup, temporary scratch database via CREATEDB), p3009 (a real failed
 deploy), edited (a migration edited after apply), pending (a folder never deployed), handmade (a column added by
-hand, replayed in a shadow_url database), noscratch (no CREATEDB, no shadow_url), broken (a missing .env), and
+hand, replayed in a shadow_url database), oncontroller (the same drift, no CREATEDB and no shadow_url: replayed on
+the controller), noscratch (no CREATEDB, no shadow_url, controller replay off), broken (a missing .env), and
 down (SSH to a closed loopback port: unreachable).
 """
 
@@ -123,8 +124,15 @@ def fleet(pg_cluster, tmp_path_factory):
 
     db, project = new_host(pg_cluster, root, "noscratch")
     deploy(project, INIT)
-    hosts["noscratch"] = host_vars(project, reports)
+    hosts["noscratch"] = host_vars(project, reports, drift_check_controller_replay=False)
     dbs["noscratch"] = db
+
+    # No CREATEDB and no shadow_url either, with the defaults: the folder is replayed on the controller.
+    db, project = new_host(pg_cluster, root, "oncontroller")
+    deploy(project, INIT, GUARDIANS)
+    db.execute('ALTER TABLE "User" ADD COLUMN "nickname" text')
+    hosts["oncontroller"] = host_vars(project, reports)
+    dbs["oncontroller"] = db
 
     hosts["broken"] = host_vars(project, reports, drift_check_env_file=str(root / "no-such.env"))
     hosts["down"] = dict(host_vars(project, reports), ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=1,
@@ -148,7 +156,7 @@ def test_fail_on_fails_exactly_the_drifting_hosts(fleet):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     counts = recap(proc)
     failed = sorted(h for h, c in counts.items() if c["failed"])
-    assert failed == ["broken", "down", "edited", "handmade", "p3009", "pending"], proc.stdout
+    assert failed == ["broken", "down", "edited", "handmade", "oncontroller", "p3009", "pending"], proc.stdout
     assert counts["healthy"]["failed"] == 0 and counts["noscratch"]["failed"] == 0
     assert all(c["changed"] == 0 for c in counts.values())
     assert re.search(r"drift on p3009 \(failed, schema; drift_check_fail_on: failed, modified", proc.stdout)
@@ -178,6 +186,10 @@ def test_fleet_json_reports_each_kind_of_drift(fleet):
                                    "object": "public.User.nickname",
                                    "detail": "column public.User.nickname is in the live schema but not in the "
                                              "migrations (text)"}]
+    oncontroller = hosts["oncontroller"]["checks"]["schema"]
+    assert oncontroller["database"] == "controller" and oncontroller["checked"] is True, oncontroller
+    assert oncontroller["replayed"] == 2 and oncontroller["findings"] == schema["findings"], oncontroller
+    assert hosts["oncontroller"]["kinds"] == ["schema"] and hosts["oncontroller"]["status"] == "failing"
     noscratch = hosts["noscratch"]
     assert noscratch["status"] == "not_checked" and noscratch["kinds"] == ["schema_not_checked"]
     assert noscratch["checks"]["schema"]["checked"] is False
@@ -186,7 +198,7 @@ def test_fleet_json_reports_each_kind_of_drift(fleet):
     assert "schema drift not checked: no scratch database: no shadow_url" in noscratch["findings"][0]["detail"]
     assert hosts["broken"]["kinds"] == ["error"] and "no-such.env" in hosts["broken"]["summary"]
     assert hosts["down"]["kinds"] == ["unreachable"]
-    assert sorted(data["failing_hosts"]) == ["broken", "down", "edited", "handmade", "p3009", "pending"]
+    assert sorted(data["failing_hosts"]) == ["broken", "down", "edited", "handmade", "oncontroller", "p3009", "pending"]
     per_host = json.loads((fleet["reports"] / "hosts" / "handmade.json").read_text())
     assert per_host["failing_kinds"] == ["schema"]
     # The shadow database is left empty, and no temporary database is left behind.
@@ -255,7 +267,8 @@ def test_html_in_headless_chromium(fleet, tmp_path):
     html = dom.stdout
     rows = dict(re.findall(r'<tr class="host" id="[^"]+" data-host="([^"]+)" data-status="([^"]+)"', html))
     assert rows == {"healthy": "ok", "p3009": "failing", "edited": "failing", "pending": "failing",
-                    "handmade": "failing", "noscratch": "not_checked", "broken": "error", "down": "error"}
+                    "handmade": "failing", "oncontroller": "failing", "noscratch": "not_checked", "broken": "error",
+                    "down": "error"}
     assert html.count("<details") == len(rows)
     assert "<details open=\"\"><summary>p3009:" in html  # failing hosts open, as the browser parsed them
     assert "schema drift not checked: no scratch database" in html
@@ -376,29 +389,29 @@ def test_builds_the_host_venv_only_when_its_interpreter_is_missing(pg_cluster, t
 
     first = playbook(inventory)
     checked(first)
-    assert "Host venv | Create the new virtualenv" in first.stdout, first.stdout
+    assert "Host venv | Build the virtualenv beside the live one" in first.stdout, first.stdout
     tagged = sorted(p.name for p in (venv / "bin").glob("python-prisma-ops-*"))
     assert len(tagged) == 1 and os.readlink(venv / "bin" / tagged[0]) == "python", tagged
     assert (venv / ".prisma_ops-packages").read_text() == "pip==26.3 psycopg2-binary==2.9.13 pglast==8.8"
 
     ready = playbook(inventory)
     checked(ready)
-    assert "Is the virtualenv there" not in ready.stdout and "Create the new virtualenv" not in ready.stdout, ready.stdout
+    assert "Is the virtualenv there" not in ready.stdout and "Build the virtualenv beside" not in ready.stdout, ready.stdout
     assert recap(ready)["venvhost"]["changed"] == 0
 
     # A virtualenv built with other packages lacks the interpreter named for these: it is built again, in place.
     (venv / "bin" / tagged[0]).unlink()
     stale = playbook(inventory)
     checked(stale)
-    assert "Host venv | Create the new virtualenv" in stale.stdout, stale.stdout
+    assert "Host venv | Build the virtualenv beside the live one" in stale.stdout, stale.stdout
     assert sorted(p.name for p in (venv / "bin").glob("python-prisma-ops-*")) == tagged
-    assert not Path(str(venv) + ".new").exists() and not Path(str(venv) + ".old").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.lstrip(".").startswith("host venv.")] == [".host venv.lock"]
 
     # The interpreter is there but a package went missing: the module says so, and the virtualenv is built again.
     [psycopg2_dir] = venv.glob("lib/python3*/site-packages/psycopg2")
     shutil.rmtree(psycopg2_dir)
     broken = playbook(inventory)
     checked(broken)
-    assert "Host venv | Create the new virtualenv" in broken.stdout, broken.stdout
+    assert "Host venv | Build the virtualenv beside the live one" in broken.stdout, broken.stdout
     assert list(venv.glob("lib/python3*/site-packages/psycopg2/__init__.py"))
     pg_cluster.drop_database(db.name)
