@@ -1,0 +1,17 @@
+-- AlterTable
+ALTER TABLE "EventKind" ALTER COLUMN "hidden" SET DEFAULT true,
+ALTER COLUMN "length" SET DEFAULT 30,
+ALTER COLUMN "price" DROP DEFAULT;
+
+-- AlterTable
+ALTER TABLE "Host" ALTER COLUMN "timeZone" SET DEFAULT 'UTC',
+ALTER COLUMN "bufferTime" TYPE BIGINT USING "bufferTime"::bigint;
+
+-- AlterTable
+ALTER TABLE "Reservation" ALTER COLUMN "updatedAt" SET NOT NULL,
+ALTER COLUMN "updatedAt" SET DEFAULT now(),
+ALTER COLUMN "title" DROP NOT NULL;
+
+-- AlterTable
+ALTER TABLE "Guest" ALTER COLUMN "timeZone" TYPE VARCHAR(64),
+ALTER COLUMN "name" SET DEFAULT '';
