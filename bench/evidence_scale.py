@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / ".collections")]
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import build_model  # noqa: E402
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.effects import build_model  # noqa: E402
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import parse_script  # noqa: E402
 
 SHAPES = (
