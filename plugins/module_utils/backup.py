@@ -28,6 +28,7 @@ import glob
 import grp
 import hashlib
 import json
+import math
 import os
 import pwd
 import re
@@ -99,6 +100,21 @@ def parse_duration(value, option: str) -> int | None:
     return seconds
 
 
+def parse_space_factor(value) -> float | None:
+    """space_factor as a finite float 0 or more; None/'' -> None (no free-space check)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        factor = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        factor = None
+    # `not factor >= 0` also refuses NaN.
+    if factor is None or not math.isfinite(factor) or not factor >= 0:
+        raise PrismaOpsError("space_factor=%r is not usable: give a number 0 or more (the free disk a new backup needs, "
+                             "times the database size; 0 checks nothing), or leave it unset" % (value,))
+    return factor
+
+
 @dataclass
 class BackupOptions:
     backup_dir: str
@@ -118,6 +134,8 @@ class BackupOptions:
     # pg_dump inside a container: `<container_exec> -i <container> pg_dump ...`, the dump streamed out on stdout.
     container: str | None = None
     container_exec: list = field(default_factory=lambda: list(DEFAULT_CONTAINER_EXEC))
+    # Free disk a new backup needs, as a multiple of pg_database_size(); None: not checked.
+    space_factor: float | None = None
 
     @classmethod
     def from_params(cls, params: dict) -> "BackupOptions":
@@ -157,6 +175,7 @@ class BackupOptions:
             for pattern in params.get(option) or []:
                 if not pattern or not str(pattern).strip() or "\x00" in str(pattern):
                     raise PrismaOpsError("%s has an empty table pattern" % option)
+        space_factor = parse_space_factor(params.get("space_factor"))
         container = params.get("container") or None
         container_exec = list(params.get("container_exec") or DEFAULT_CONTAINER_EXEC)
         if container:
@@ -169,7 +188,8 @@ class BackupOptions:
                    exclude_tables=list(params.get("exclude_tables") or []),
                    reuse_within=parse_duration(params.get("reuse_within"), "reuse_within") or None,
                    keep_last=keep_last, max_age=max_age, owner=params.get("owner"), group=params.get("group"),
-                   pg_dump_path=params.get("pg_dump_path"), container=container, container_exec=container_exec)
+                   pg_dump_path=params.get("pg_dump_path"), container=container, container_exec=container_exec,
+                   space_factor=space_factor)
 
     @property
     def extension(self) -> str:
@@ -1149,6 +1169,78 @@ def export_snapshot(conn) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Free disk for a new backup (space_factor)
+
+
+SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def format_size(size: float) -> str:
+    """Bytes as Jinja's filesizeformat(binary=true) writes them ('1.0 MiB', '512 Bytes'): the words the role's
+    messages have always used."""
+    size = float(size)
+    if size == 1:
+        return "1 Byte"
+    if size < 1024:
+        return "%d Bytes" % size
+    unit = 1024
+    for prefix in SIZE_UNITS:
+        unit *= 1024
+        if size < unit or prefix == SIZE_UNITS[-1]:
+            return "%.1f %s" % (1024 * size / unit, prefix)
+    raise AssertionError("unreachable")
+
+
+def nearest_existing_dir(path: str) -> str:
+    """`path` when it is a directory, else its nearest existing parent: the file system a new directory lands on."""
+    current = os.path.abspath(path)
+    while not os.path.isdir(current) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    return current
+
+
+def free_space(path: str) -> tuple:
+    """(directory measured, bytes an unprivileged writer may still use there) for `path` or its nearest parent."""
+    where = nearest_existing_dir(path)
+    try:
+        st = os.statvfs(where)
+    except OSError as exc:
+        raise PrismaOpsError("cannot read the free space of %s: %s; nothing was changed" % (where, exc.strerror or exc),
+                             code="unreadable")
+    return where, st.f_bavail * st.f_frsize
+
+
+def space_needed(database_size: int, factor: float) -> int:
+    """Bytes a new backup is assumed to need: the database size times the factor (never negative)."""
+    return max(0, int(database_size * factor))
+
+
+def check_space(database: str, database_size: int, factor: float, free: int, where: str) -> int:
+    """The bytes needed, or the refusal (code no_space) when they are more than `free`. Pure: no I/O."""
+    need = space_needed(database_size, factor)
+    if need > free:
+        raise PrismaOpsError(
+            "not enough free disk for the backup: need %s (database %s is %s, times space_factor %s), have %s in %s. "
+            "Nothing was changed; free space there, or point backup_dir at a larger disk"
+            % (format_size(need), database, format_size(database_size), factor, format_size(free), where),
+            code="no_space", free_bytes=free, database_size=database_size)
+    return need
+
+
+def database_size(conn) -> int:
+    """pg_database_size(current_database()) in the caller's snapshot; a clear error when it cannot be read."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_database_size(current_database())")
+            return int(cur.fetchone()[0])
+    except Exception as exc:  # pylint: disable=broad-except  # psycopg2's errors, without importing it here
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PrismaOpsError("cannot read the database's size for space_factor (%s); nothing was changed. Grant the "
+                             "user CONNECT on the database (or pg_read_all_stats), or leave space_factor unset" % text,
+                             code="size_unknown")
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole operation
 
 
@@ -1225,6 +1317,12 @@ def _run_backup_locked(spec, opts, check_mode, secrets, uid, gid, uids, notes, h
                           pg_dump_version=manifest.get("pg_dump_version"), changed=False)
             keep = {reused["path"]}
         else:
+            if opts.space_factor is not None:
+                # Before anything is written (the directory is created only below), in check mode too.
+                size = database_size(conn)
+                where, free = free_space(opts.backup_dir)
+                check_space(database, size, opts.space_factor, free, where)
+                result.update(free_bytes=free, database_size=size)
             server_ver = server_major(info["server_version_num"])
             tools = (container_tools(opts, server_ver, info["server_version"]) if opts.container
                      else find_tools(opts.pg_dump_path, server_ver, info["server_version"]))

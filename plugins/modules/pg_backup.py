@@ -143,9 +143,21 @@ options:
     type: list
     elements: str
     default: [docker, exec]
+  space_factor:
+    description:
+      - When set and a new backup would be taken (not one reused with O(reuse_within)), first compare the free disk
+        of O(backup_dir) (of its nearest existing parent when it does not exist yet), as C(statvfs) gives it to a
+        non-root writer, with C(pg_database_size()) of the database times this factor. When it is less, fail with
+        C(code=no_space) before anything is written, O(backup_dir) included; in check mode too, so a check-mode run
+        is a one-call free-space check.
+      - For example C(1.0) (a dump is rarely larger than the database), or C(0) to only report the figures. Must not be
+        negative. Unset, nothing is checked.
+    type: float
 notes:
   - The module reads the history rows and exports its snapshot (C(pg_export_snapshot)), and pg_dump dumps that same
     snapshot, so the manifest's C(_prisma_migrations) rows are exactly those in the dump.
+  - O(space_factor) is an estimate taken before the dump; a disk that fills during the dump still fails the backup
+    cleanly (C(code=pg_dump_failed) or C(io_error)), leaving no file behind.
   - C(restore_command) holds no password; run it where C(~/.pgpass) or C(PGPASSWORD) provides one. For the custom and
     directory formats it replaces the objects in the named database (C(--clean --if-exists)); a plain dump is
     restored into an empty database.
@@ -187,6 +199,14 @@ EXAMPLES = r"""
     format: plain
   check_mode: true
   register: preview
+
+- name: Only check (one call) that a new backup would fit on the disk, twice the database size
+  prisma_ops.migrate.pg_backup:
+    env_file: /opt/schooliat/repo/Backend/.env
+    backup_dir: /opt/schooliat/shared/backups
+    reuse_within: 2h
+    space_factor: 2
+  check_mode: true
 
 - name: Say how to restore it
   ansible.builtin.debug:
@@ -266,6 +286,16 @@ deleted:
   returned: success
   type: list
   elements: str
+free_bytes:
+  description: Bytes free (for a non-root writer) in O(backup_dir), or its nearest existing parent when it does not exist
+    yet, when the O(space_factor) check ran. Also in the C(no_space) failure.
+  returned: when O(space_factor) is set and a new backup is (or would be) taken
+  type: int
+database_size:
+  description: C(pg_database_size()) of the database in bytes, when the O(space_factor) check ran. Also in the
+    C(no_space) failure.
+  returned: when O(space_factor) is set and a new backup is (or would be) taken
+  type: int
 notes:
   description: Things worth knowing, such as a backup not reused because its content no longer matches its manifest.
   returned: success
@@ -273,7 +303,8 @@ notes:
   elements: str
 code:
   description: On failure, a short code such as C(pg_dump_failed), C(version_mismatch), C(pg_dump_missing),
-    C(unwritable), C(untrusted), C(verify_failed), C(io_error).
+    C(unwritable), C(untrusted), C(verify_failed), C(io_error), C(no_space) (the O(space_factor) check),
+    C(size_unknown).
   returned: failure
   type: str
 stderr:
@@ -337,6 +368,7 @@ def main() -> None:
         pg_dump_path=dict(type="path"),
         container=dict(type="str"),
         container_exec=dict(type="list", elements="str", default=["docker", "exec"]),
+        space_factor=dict(type="float"),
     )
     module = BackupModule(
         argument_spec=argument_spec,

@@ -244,6 +244,55 @@ def test_check_mode_writes_nothing_and_predicts_the_run(seeded, tmp_path):
     assert reuse_preview["path"] == real["path"]
 
 
+def test_space_factor_refuses_a_backup_the_disk_cannot_hold_before_writing_anything(seeded, tmp_path):
+    size = seeded.execute("SELECT pg_database_size(current_database())")[0][0]
+    backup_dir = tmp_path / "b"
+    kept = backup(seeded, backup_dir, schema_only=True)  # another selection: never reused below
+    before = entries(backup_dir)
+    missing = tmp_path / "not" / "yet"
+
+    for target, where in ((backup_dir, backup_dir), (missing, tmp_path)):
+        for check_mode in (True, False):
+            refused = backup(seeded, target, check_mode=check_mode, space_factor=1e12, reuse_within="1h")
+            assert failed(refused) and refused["code"] == "no_space", refused
+            assert refused["msg"].startswith("not enough free disk for the backup: need ")
+            assert "(database %s is %s, times space_factor 1000000000000.0), have " % (
+                seeded.name, bk_format_size(size)) in refused["msg"]
+            assert refused["msg"].endswith(" in %s. Nothing was changed; free space there, or point backup_dir at a "
+                                           "larger disk" % where), refused["msg"]
+            assert refused["database_size"] == size
+            assert abs(refused["free_bytes"] - shutil_disk_free(where)) < 64 * 1024 ** 2
+    assert entries(backup_dir) == before and mode(backup_dir) == 0o700
+    assert not (tmp_path / "not").exists()
+
+    # Factor 0: any disk will do, and the figures are returned.
+    passed = backup(seeded, missing, space_factor=0)
+    assert passed["changed"] is True and passed["reused"] is False and os.path.isfile(passed["path"])
+    assert passed["database_size"] == size and passed["free_bytes"] > 0
+    assert kept["path"] in [str(backup_dir / e) for e in entries(backup_dir)]
+    # Unset: no check, no figures.
+    plain = backup(seeded, backup_dir, check_mode=True)
+    assert "free_bytes" not in plain and "database_size" not in plain
+
+
+def test_a_reusable_backup_needs_no_free_space(seeded, tmp_path):
+    first = backup(seeded, tmp_path, reuse_within="2h", space_factor=0)
+    assert first["reused"] is False and first["database_size"] > 0
+    before = entries(tmp_path)
+
+    for check_mode in (True, False):
+        again = backup(seeded, tmp_path, check_mode=check_mode, reuse_within="2h", space_factor=1e12)
+        assert again["reused"] is True and again["changed"] is False and again["path"] == first["path"], again
+        assert "free_bytes" not in again and "database_size" not in again
+    assert entries(tmp_path) == before
+
+
+def bk_format_size(size: int) -> str:
+    """Jinja's filesizeformat(true), which the message's sizes follow."""
+    from jinja2.filters import do_filesizeformat
+    return do_filesizeformat(size, True)
+
+
 def test_retention_deletes_only_its_own_backups_and_never_the_new_one(seeded, tmp_path):
     backup_dir = tmp_path / "b"
     # Three other selections (none reusable below), so the backup taken next is a new one whatever the cluster does.
@@ -433,6 +482,7 @@ def test_pg_dump_error_is_reported_in_its_own_words_and_leaves_nothing(seeded, t
     ({"keep_last": 0}, "keep_last must be 1 or more"),
     ({"prefix": "../etc"}, "prefix '../etc' is not usable in a file name"),
     ({"format": "tar"}, "value of format must be one of: custom, plain, directory"),
+    ({"space_factor": -1}, "space_factor=-1.0 is not usable: give a number 0 or more"),
 ])
 def test_bad_input_is_one_clear_error_before_anything_runs(seeded, tmp_path, args, needle):
     result = backup(seeded, tmp_path / "b", **args)

@@ -259,3 +259,54 @@ def test_check_backup_dir_writes_nothing(tmp_path):
         bk.check_backup_dir(str(tmp_path / "f"))
     with pytest.raises(PrismaOpsError, match="is not a directory"):
         bk.check_backup_dir(str(tmp_path / "f" / "sub"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# space_factor: the free-space check a new backup must pass
+
+
+@pytest.mark.parametrize("value,factor", [(None, None), ("", None), (0, 0.0), ("1.5", 1.5), (1e9, 1e9), ("2", 2.0)])
+def test_space_factor_is_parsed(value, factor):
+    assert bk.BackupOptions.from_params({"backup_dir": "/b", "space_factor": value}).space_factor == factor
+
+
+@pytest.mark.parametrize("value", [-0.1, "-1", "nan", "inf", "lots", True])
+def test_bad_space_factor_is_refused_naming_the_option(value):
+    with pytest.raises(PrismaOpsError, match="space_factor=.* is not usable: give a number 0 or more"):
+        bk.BackupOptions.from_params({"backup_dir": "/b", "space_factor": value})
+
+
+@pytest.mark.parametrize("size,text", [
+    (0, "0 Bytes"), (1, "1 Byte"), (1023, "1023 Bytes"), (1024, "1.0 KiB"), (1024 * 1024, "1.0 MiB"),
+    (7_654_321, "7.3 MiB"), (3 * 1024 ** 3, "3.0 GiB"), (5 * 1024 ** 9, "5120.0 YiB"),
+])
+def test_sizes_read_as_the_role_always_wrote_them(size, text):
+    # Jinja's filesizeformat(true), which the role's message used before pg_backup made the check.
+    assert bk.format_size(size) == text
+
+
+def test_nearest_existing_dir_is_the_file_system_a_new_directory_lands_on(tmp_path):
+    assert bk.nearest_existing_dir(str(tmp_path)) == str(tmp_path)
+    assert bk.nearest_existing_dir(str(tmp_path / "a" / "b" / "c")) == str(tmp_path)
+    (tmp_path / "a").mkdir()
+    assert bk.nearest_existing_dir(str(tmp_path / "a" / "b" / "c") + "/") == str(tmp_path / "a")
+    assert bk.nearest_existing_dir("/") == "/"
+
+
+def test_check_space_passes_or_refuses_with_the_figures():
+    assert bk.check_space("shop", 8 * 1024 ** 2, 1.0, 8 * 1024 ** 2, "/srv") == 8 * 1024 ** 2  # exactly fits
+    assert bk.check_space("shop", 8 * 1024 ** 2, 0.0, 0, "/srv") == 0  # factor 0: any disk will do
+    with pytest.raises(PrismaOpsError) as refused:
+        bk.check_space("shop", 8 * 1024 ** 2, 1.5, 1024 ** 2, "/srv/small")
+    assert refused.value.msg == (
+        "not enough free disk for the backup: need 12.0 MiB (database shop is 8.0 MiB, times space_factor 1.5), have "
+        "1.0 MiB in /srv/small. Nothing was changed; free space there, or point backup_dir at a larger disk")
+    assert refused.value.details == {"code": "no_space", "free_bytes": 1024 ** 2, "database_size": 8 * 1024 ** 2}
+
+
+def test_free_space_is_that_of_the_nearest_existing_parent(tmp_path):
+    where, free = bk.free_space(str(tmp_path / "not" / "yet"))
+    st = os.statvfs(str(tmp_path))
+    assert where == str(tmp_path) and free > 0
+    # The same file system, read twice: equal up to what other processes wrote meanwhile.
+    assert abs(free - st.f_bavail * st.f_frsize) < 64 * 1024 ** 2
