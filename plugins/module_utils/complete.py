@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, sqlstate_advice
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.effects import build_model
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import judge_statements
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import quote_ident, read_history, require_writable
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import (
-    CHECK_MODE_ID, acquire_prisma_lock, plan_resolution, release_prisma_lock, render_statement, statements_for,
+    AT_COMMIT, BEFORE_COMMIT, CHECK_MODE_ID, COMMITTED, acquire_prisma_lock, plan_resolution, release_prisma_lock,
+    render_statement, statements_for, transaction_failure,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import take_snapshot
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import SqlParseError, parse_script
@@ -245,7 +246,9 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
     """
     import psycopg2
     ran: list = []
+    row_sql: list = []
     current = None
+    phase = BEFORE_COMMIT
     try:
         waited = acquire_prisma_lock(conn, lock_timeout)
         conn.autocommit = False
@@ -288,7 +291,6 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
                         % (len(differences), "" if len(differences) == 1 else "s", "; ".join(shown),
                            "; ..." if len(differences) > PROOF_DIFFERENCES_SHOWN else ""),
                         code="not_identical", differences=differences[:PROOF_DIFFERENCES_SHOWN * 5])
-            row_sql = []
             for sql, params in statements_for(plan.resolution, schema):
                 row_sql.append(render_statement(conn, sql, params))
                 cur.execute(sql, params)
@@ -296,7 +298,9 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
                 if sql.startswith("UPDATE") and cur.rowcount != 1:
                     raise PrismaOpsError("row %s of %s changed while Prisma's lock was held (edited by hand?): nothing "
                                          "was committed; run again" % (params[0], name), code="concurrent_change")
+        phase = AT_COMMIT
         conn.commit()
+        phase = COMMITTED
         after = read_history(conn, schema)["rows"]
         conn.commit()
         return {"plan": plan, "ran": ran, "row_statements": row_sql, "before": history["rows"], "after": after,
@@ -304,17 +308,25 @@ def execute(conn, schema: str, name: str, script: str, local, lock_timeout: floa
     except psycopg2.Error as exc:
         text = _first_line(exc, secrets)
         if current is not None:
+            sqlstate = getattr(exc, "pgcode", None)
+            # The server's own reasons (read-only, timeouts, lost sessions...) have advice; a NOT NULL violation here
+            # is the migration's own statement meeting existing rows, which the generic advice covers.
+            advice = None if sqlstate == "23502" else sqlstate_advice(
+                sqlstate, table=current.target, user=getattr(getattr(conn, "info", None), "user", None))
             raise PrismaOpsError(
                 "statement %d of %s failed: %s (%s). The transaction was rolled back: the schema and _prisma_migrations "
-                "are as before, nothing of this run was committed. Fix the cause (for example rows that conflict with "
-                "it), then run again" % (current.index, name, text, current.excerpt), code="statement_failed",
+                "are as before, nothing of this run was committed. %s, then run again"
+                % (current.index, name, text, current.excerpt,
+                   "Fix this first: %s" % advice if advice else "Fix the cause (for example rows that conflict with it)"),
+                code="statement_failed",
                 statement=current.as_dict(), sqlstate=getattr(exc, "pgcode", None),
                 ran_before_failure=[s.as_dict() for s in ran])
-        if getattr(exc, "pgcode", None) == "55P03":
+        if phase == BEFORE_COMMIT and getattr(exc, "pgcode", None) == "55P03":
             raise PrismaOpsError("a table or row lock was not granted within lock_timeout (%s s): another session is "
                                  "using it; nothing was committed: %s" % (lock_timeout, text), code="row_lock_timeout")
-        raise PrismaOpsError("the transaction failed and was rolled back, nothing was committed (%s). Running again is "
-                             "safe." % text, code="transaction_failed")
+        # The same outcome and advice as a failed resolve: "safe to run again" only when it is.
+        raise transaction_failure(exc, phase, schema, [s.excerpt for s in ran] + row_sql, secrets,
+                                  getattr(getattr(conn, "info", None), "user", None), [name])
     finally:
         release_prisma_lock(conn)
 

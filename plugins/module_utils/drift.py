@@ -20,7 +20,8 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock i
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 # Every kind of finding, in report order. drift_check_fail_on names these.
-HISTORY_KINDS = ("failed", "pending", "modified", "missing_locally", "rolled_back", "baseline_needed", "missing_scripts")
+HISTORY_KINDS = ("history_relation", "failed", "pending", "modified", "missing_locally", "rolled_back", "baseline_needed",
+                 "missing_scripts")
 SCHEMA_KINDS = ("schema", "schema_not_checked")
 OPERATIONS_KINDS = ("lock", "backup")
 ERROR_KINDS = ("error", "unreachable")
@@ -72,6 +73,10 @@ def validate_kinds(kinds, option: str = "fail_on") -> list:
 def history_findings(report: dict) -> list:
     """Findings from a history.build_report() result (with the migrations folder)."""
     findings = []
+    if report.get("table_finding"):
+        # Deploy cannot use it (history.relation_finding): blocked like a failed migration.
+        findings.append({"kind": "history_relation", "object": report.get("table_kind"),
+                         "detail": report["table_finding"]})
     if report.get("baseline_needed"):
         findings.append({"kind": "baseline_needed", "object": None,
                          "detail": "the schema has tables but no _prisma_migrations table: deploy refuses with P3005"})

@@ -110,9 +110,10 @@ options:
     default: 26h
   fail_on:
     description:
-      - Kinds of finding that set RV(fail). Kinds - C(failed), C(pending), C(modified), C(missing_locally),
-        C(rolled_back), C(baseline_needed), C(missing_scripts), C(schema), C(schema_not_checked), C(lock), C(backup),
-        C(error), C(unreachable).
+      - Kinds of finding that set RV(fail). Kinds - C(history_relation) (C(_prisma_migrations) is a view or another
+        relation that is not a plain table - deploy cannot use it), C(failed), C(pending), C(modified),
+        C(missing_locally), C(rolled_back), C(baseline_needed), C(missing_scripts), C(schema), C(schema_not_checked),
+        C(lock), C(backup), C(error), C(unreachable).
     type: list
     elements: str
     default: []

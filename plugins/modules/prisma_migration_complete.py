@@ -195,8 +195,15 @@ code:
     - On failure, a short code - C(cannot_tell) (a statement that cannot be checked or is half present),
       C(not_transactional) (a missing statement that cannot run in a transaction), C(statement_failed) (rolled
       back), C(not_present_after), C(not_identical) (the proof found differences; rolled back), C(no_proof)
-      (O(proof=required) and no replay could run), C(not_failed), C(lock_timeout), C(row_lock_timeout), C(transaction_failed),
-      C(parse_error), or Prisma's code of a refusal (P3008, P3017, P3019).
+      (O(proof=required) and no replay could run), C(not_failed), C(lock_timeout), C(row_lock_timeout),
+      C(transaction_failed) (rolled back; the message says whether to fix something first), C(commit_unknown)
+      (COMMIT got no answer - read the rows with prisma_migration_info before running again), C(read_back),
+      C(history_not_a_table), C(parse_error), or Prisma's code of a refusal (P3008, P3017, P3019).
+  returned: failure
+  type: str
+sqlstate:
+  description: On C(statement_failed), C(transaction_failed) and C(commit_unknown), the database's SQLSTATE; the
+    message carries its advice.
   returned: failure
   type: str
 statement:

@@ -135,6 +135,42 @@ def test_a_statement_failing_midway_rolls_back_schema_and_rows(project, db):
                       (PRISMA_LOCK_KEY,)) == [(0,)]
 
 
+def test_a_read_only_database_gets_its_advice_and_nothing_changes(project, db):
+    make_p3009(project, db, "partial")
+    before_rows, before_schema = rows_of(db), schema_dump(db)
+    db.execute('ALTER ROLE "%s" SET default_transaction_read_only = on' % db.owner.name, superuser=True)
+    try:
+        result = complete(db, project)
+    finally:
+        db.execute('ALTER ROLE "%s" RESET default_transaction_read_only' % db.owner.name, superuser=True)
+
+    assert result["failed"] is True and result["code"] == "statement_failed" and result["sqlstate"] == "25006"
+    assert "accepts only reads" in result["msg"] and "default_transaction_read_only" in result["msg"], result["msg"]
+    assert "rolled back" in result["msg"] and "safe" not in result["msg"]
+    assert rows_of(db) == before_rows and schema_dump(db) == before_schema
+
+
+def test_a_session_lost_at_commit_is_commit_unknown_never_safe(project, db):
+    """The server ends the session while COMMIT runs (a deferred trigger terminates its own backend): the module
+    cannot know whether the change was committed, and says so instead of "running again is safe"."""
+    make_p3009(project, db, "partial")
+    db.execute("""
+        CREATE FUNCTION end_my_session() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER at_commit AFTER UPDATE ON _prisma_migrations
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION end_my_session();
+    """, superuser=True)
+    before_rows, before_schema = rows_of(db), schema_dump(db)
+
+    result = complete(db, project)
+
+    assert result["failed"] is True and result["code"] == "commit_unknown", result
+    assert "may or may not be committed" in result["msg"] and GUARDIANS in result["msg"]
+    assert "safe" not in result["msg"] and "nothing was" not in result["msg"]
+    # Here the server aborted it: nothing is committed, and a reader of the rows sees that.
+    assert rows_of(db) == before_rows and schema_dump(db) == before_schema
+
+
 def test_lock_held_by_another_session_times_out_with_nothing_changed(project, db):
     make_p3009(project, db, "partial")
     before_rows, before_schema = rows_of(db), schema_dump(db)

@@ -210,14 +210,19 @@ def test_postgres_stopped_between_backup_and_resolve(hosts, tmp_path):
     host = hosts["lab-fault1"]
     reset(host["name"])
     before, data = history(host), students(host)
-    # Inside the host (a detached loop), so the stop lands between pg_backup's manifest and the resolve.
+    # Inside the host (a detached watcher), so the stop lands between pg_backup's manifest and the resolve. It waits
+    # for that event however long the run takes to get there (30 minutes: only a safety net), and is ended once the
+    # run is over, so it can never stop PostgreSQL under a later test.
     proc = run(["docker", "exec", "-d", host["name"], "bash", "-c",
-                "rm -f /opt/lab/pg-stopped; for i in $(seq 1 3000); do "
-                "if compgen -G '%s/*.manifest.json' >/dev/null; then pg_ctlcluster 15 main stop -m fast; "
-                "touch /opt/lab/pg-stopped; exit 0; fi; sleep 0.02; done" % BACKUPS], timeout=30)
+                "rm -f /opt/lab/pg-stopped; echo $$ > /opt/lab/pg-watcher.pid; exec timeout 1800 bash -c "
+                "\"until compgen -G '%s/*.manifest.json' >/dev/null; do sleep 0.05; done; "
+                "pg_ctlcluster 15 main stop -m fast; touch /opt/lab/pg-stopped\"" % BACKUPS], timeout=30)
     assert proc.returncode == 0, proc.stderr
 
-    proc = playbook(host, tmp_path)
+    try:
+        proc = playbook(host, tmp_path)
+    finally:
+        sh(host, "kill $(cat /opt/lab/pg-watcher.pid) 2>/dev/null; rm -f /opt/lab/pg-watcher.pid; true")
 
     assert proc.returncode != 0
     assert sh(host, "test -f /opt/lab/pg-stopped").returncode == 0, "the watcher never stopped PostgreSQL"
