@@ -82,7 +82,7 @@ def test_host_states_follow_fail_on(fleet):
 
 
 def test_fail_on_with_an_unknown_kind_is_one_clear_error():
-    with pytest.raises(PrismaOpsError, match=r"unknown kinds 'edited', 'nope'; valid kinds are failed, pending"):
+    with pytest.raises(PrismaOpsError, match=r"unknown kinds 'edited', 'nope'; valid kinds are history_relation, failed, pending"):
         drift_report.build_fleet({}, fail_on=["failed", "edited", "nope"])
 
 
