@@ -132,9 +132,25 @@ summary:
   type: str
   sample: "deploy blocked (P3009) by failed migration 20250102000000_add_posts; 1 migration to deploy"
 table_exists:
-  description: Whether C(_prisma_migrations) exists in the schema. A missing table is a state, not an error.
+  description:
+    - Whether a relation named C(_prisma_migrations) exists in the schema. A missing table is a state, not an error.
+    - A view, partitioned table, materialized view, foreign table or sequence of that name counts as present (never
+      P3005); see RV(table_kind) and RV(table_finding).
   returned: success
   type: bool
+table_kind:
+  description: What C(_prisma_migrations) is - C(table), C(view), C(partitioned table), C(materialized view),
+    C(foreign table), C(sequence) - or null when there is none.
+  returned: success
+  type: str
+table_finding:
+  description:
+    - Null for a plain table. Otherwise why a person must look - Prisma's deploy looks only for a plain table, so it
+      would report P3005 or fail creating one, and this collection never writes into anything else (resolve and
+      completion refuse with code C(history_not_a_table)). The rows are read when the relation can be read.
+    - It also blocks deploy (RV(deploy_blocked)) and makes the host not in sync.
+  returned: success
+  type: str
 schema_exists:
   description: Whether the PostgreSQL schema itself exists.
   returned: success
@@ -144,7 +160,8 @@ baseline_needed:
   returned: success
   type: bool
 deploy_blocked:
-  description: Some row has C(finished_at) and C(rolled_back_at) both NULL, so deploy refuses with P3009.
+  description: Some row has C(finished_at) and C(rolled_back_at) both NULL, so deploy refuses with P3009; or the
+    history is not a plain table (RV(table_finding)).
   returned: success
   type: bool
 in_sync:
