@@ -29,6 +29,7 @@ author:
   - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
   - prisma_ops.migrate.connection
+  - prisma_ops.migrate.controller_replay
 attributes:
   check_mode:
     support: full
@@ -64,31 +65,12 @@ options:
       - Without it, the replay uses a temporary database when the user has CREATEDB, and otherwise runs on the
         controller (O(controller_replay)); when none of those can run, the schema check says why it did not run.
     type: str
-  controller_replay:
-    description:
-      - When the host has no scratch database (no O(shadow_url), no CREATEDB), replay the folder on the controller
-        instead, in a throwaway PostgreSQL server that listens on a Unix socket only, as an unprivileged role, and
-        complete the schema check there; C(checks.schema.database) is then C(controller).
-      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb), the host's major version when installed,
-        else the newest), psycopg2 and pglast on the controller; without them the schema check says so.
-      - Cached on the controller (C(~/.cache/prisma_ops_migrate/replay), or E(PRISMA_OPS_REPLAY_CACHE)) by server,
-        schema and the sha256 of every script, so a fleet sharing one migrations folder replays it once. The host sends
-        its live schema snapshot and the texts of the migrations the controller does not have yet.
-      - Done by the action plugin of the same name; the module alone never replays on the controller.
-    type: bool
-    default: true
   replay_input:
     description:
       - Set by the action plugin (see O(controller_replay)); leave unset. Returns what a replay on the controller needs
         when the host could not replay.
     type: bool
     default: false
-  replay_known_scripts:
-    description:
-      - Set by the action plugin; leave unset. The sha256 digests of the migration texts the controller already has.
-    type: list
-    elements: str
-    default: []
   lock_max_age:
     description:
       - Report Prisma's lock as a C(lock) finding when it has been held this long (a duration such as C(10m), or
@@ -190,8 +172,8 @@ checks:
   description:
     - One entry per check run (C(history), C(schema), C(operations)), each with C(status) (C(ok), C(drift),
       C(not_checked)) and its C(findings).
-    - C(schema) also has C(checked), C(reason) (why it was not checked), C(database) (C(temporary) or C(shadow_url)),
-      C(scope), C(replayed) (migrations replayed), C(count) and C(truncated).
+    - C(schema) also has C(checked), C(reason) (why it was not checked), C(database) (C(temporary),
+      C(shadow_url) or C(controller)), C(scope), C(replayed) (migrations replayed), C(count) and C(truncated).
     - C(operations) has C(lock) (C(held), C(holder), C(age_seconds), C(waiters)) and C(backup) (C(checked), C(path),
       C(finished_at), C(age_seconds)).
   returned: success

@@ -34,6 +34,7 @@ author:
   - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
   - prisma_ops.migrate.connection
+  - prisma_ops.migrate.controller_replay
 attributes:
   check_mode:
     support: full
@@ -80,22 +81,10 @@ options:
       - A PostgreSQL URL of an empty scratch database for the proof's replay, as for
         M(prisma_ops.migrate.prisma_migration_info) (one transaction there, always rolled back).
     type: str
-  controller_replay:
-    description:
-      - When the host has no scratch database (no O(shadow_url), no CREATEDB), replay migrations 1..N on the controller
-        for the proof (a throwaway PostgreSQL server there, cached per folder, see
-        M(prisma_ops.migrate.prisma_migration_info)). Done by the action plugin of the same name.
-    type: bool
-    default: true
   replay_input:
     description: Set by the action plugin; leave unset. Return what a replay on the controller needs, and do nothing.
     type: bool
     default: false
-  replay_known_scripts:
-    description: Set by the action plugin; leave unset. The sha256 digests of the texts the controller already has.
-    type: list
-    elements: str
-    default: []
   replay_after:
     description: Set by the action plugin; leave unset. The schema snapshot of the controller's replay of 1..N.
     type: dict

@@ -20,6 +20,7 @@ author:
   - prisma_ops.migrate maintainers (@prisma-ops)
 extends_documentation_fragment:
   - prisma_ops.migrate.connection
+  - prisma_ops.migrate.controller_replay
 attributes:
   check_mode:
     support: full
@@ -44,6 +45,7 @@ options:
         against the state the whole migration would leave. Needs the C(pglast) Python package on the managed host.
       - When a scratch database is reachable (O(shadow_url), or a user with CREATEDB who may create and drop a
         temporary database), migrations 1..N-1 and 1..N are also replayed there and the live schema compared with both.
+        When none is, they are replayed on the controller (O(controller_replay)) and the evidence judged again there.
         If the two methods disagree, the verdict is C(unknown).
       - Nothing is written to the inspected database; the replay writes only in the temporary database it creates and
         always drops, or inside one transaction in the O(shadow_url) database that is always rolled back.
@@ -61,34 +63,12 @@ options:
       - Without it, the replay uses a temporary database when the user has CREATEDB, and otherwise runs on the
         controller (O(controller_replay)).
     type: str
-  controller_replay:
-    description:
-      - For a failed migration whose replay cannot run on the host (no O(shadow_url), no CREATEDB), replay
-        migrations 1..N-1 and 1..N on the controller instead, in a throwaway PostgreSQL server that listens on a
-        Unix socket only, with an unprivileged role (the scripts get no superuser rights on the controller), and
-        judge the evidence again with both methods. C(shadow.database) is then C(controller).
-      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb), the host's major version when
-        installed, else the newest), psycopg2 and pglast on the controller; without them the evidence is the
-        probes' alone and a warning says what to install.
-      - The replay is cached on the controller (C(~/.cache/prisma_ops_migrate/replay), or the directory in the
-        environment variable E(PRISMA_OPS_REPLAY_CACHE)), keyed by the server version, the schema and the sha256 of
-        every script, so a fleet with one migrations folder pays for it once. The host sends its live schema
-        snapshot, and the texts of the migrations the controller does not have yet.
-      - Done by the action plugin of the same name; the module alone never replays on the controller.
-    type: bool
-    default: true
   replay_input:
     description:
       - Set by the action plugin (see O(controller_replay)); leave unset. Returns what a replay on the controller
         needs, for failed migrations whose replay could not run on the host.
     type: bool
     default: false
-  replay_known_scripts:
-    description:
-      - Set by the action plugin; leave unset. The sha256 digests of the migration texts the controller already has.
-    type: list
-    elements: str
-    default: []
 seealso:
   - name: Prisma Migrate in production
     description: How Prisma records and resolves failed migrations.
