@@ -224,6 +224,7 @@ def test_too_little_disk_for_the_backup_stops_before_any_write(project, db, host
     assert proc.returncode != 0 and recap(proc)["failed"] == 1
     text = output(proc)
     assert "not enough free disk for the backup: need" in text and "have" in text
+    assert "Nothing was changed" in text
     if where:
         assert "in %s." % where in text and "have 1.0 MiB" in text
     assert rows(db) == before
