@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import decide, judge_statements
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import decide, judge_statements, ranges, unplaced
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult, compare_with_live, shadow_replay
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import take_snapshot
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import flatten, take_snapshot
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import SqlParseError, parse_script, require_pglast
 
 VERDICTS = ("applied", "not_applied", "partial", "unknown")
@@ -22,17 +22,66 @@ ACTIONS = {"applied": "resolve_applied", "not_applied": "resolve_rolled_back", "
 _AGREES = {"applied": "matches_after", "not_applied": "matches_before", "partial": "differs"}
 
 
-def combine(probe_verdict: str, probe_reason: str, shadow: ShadowResult | None) -> tuple:
-    """The final (verdict, reason): both methods must agree when both could judge."""
+def combine(probe_verdict: str, probe_reason: str, shadow: ShadowResult | None, judged: list = (),
+            live: dict | None = None, error: dict | None = None) -> tuple:
+    """The final (verdict, reason): both methods must agree when both could judge; the replay decides alone only
+    where the probes could not tell and every statement they could not tell has an effect a snapshot shows."""
     if shadow is None or shadow.status not in ("matches_after", "matches_before", "differs"):
         return probe_verdict, probe_reason
-    if probe_verdict == "unknown":
-        return "unknown", "%s; the shadow replay says %s, but cannot see what the probes could not" % (
-            probe_reason, shadow.status.replace("_", " "))
-    if _AGREES[probe_verdict] == shadow.status:
-        return probe_verdict, "%s; the shadow replay agrees (%s)" % (probe_reason, shadow.status.replace("_", " "))
-    return "unknown", "statement probes say %s (%s) but the shadow replay says %s: the two methods disagree" % (
-        probe_verdict.replace("_", " "), probe_reason, shadow.status.replace("_", " "))
+    status = shadow.status.replace("_", " ")
+    if probe_verdict != "unknown":
+        if _AGREES[probe_verdict] == shadow.status:
+            return probe_verdict, "%s; the shadow replay agrees (%s)" % (probe_reason, status)
+        return "unknown", "statement probes say %s (%s) but the shadow replay says %s: the two methods disagree" % (
+            probe_verdict.replace("_", " "), probe_reason, status)
+    # Only the statements the prefix rule cannot place matter: one before a present statement ran, one after an
+    # absent statement did not. A snapshot can place the others only when it shows their whole effect.
+    open_indexes = set(unplaced(judged, error))
+    blind = [e["index"] for e in judged if e["index"] in open_indexes and e.get("_blind")]
+    if blind:
+        return "unknown", ("%s; the shadow replay says %s, but statement%s %s change%s what a schema snapshot cannot "
+                           "show (rows, an opaque block, or an object without a probe)"
+                           % (probe_reason, status, "s" if len(blind) > 1 else "", ranges(blind),
+                              "" if len(blind) > 1 else "s"))
+    told = "the statements the probes cannot place (%s) only change the schema" % ranges(sorted(open_indexes))
+    if shadow.status == "matches_after":
+        return "applied", "%s, and the live schema is exactly what a clean apply of migrations 1..N leaves" % told
+    if shadow.status == "matches_before":
+        return "not_applied", "%s, and the live schema is exactly what migrations 1..N-1 leave" % told
+    mixed = between(shadow.before, shadow.after, live)
+    if mixed is None:
+        return "unknown", ("%s; the live schema matches neither replay and differs from both in objects this migration "
+                           "does not change as it does (drift, or changes by hand)" % probe_reason)
+    done, missing = mixed
+    return "partial", ("%s; every object this migration changes is either as before it (%s) or as after it (%s), "
+                       "nothing else differs" % (told, _names(missing), _names(done)))
+
+
+def between(before: dict | None, after: dict | None, live: dict | None):
+    """(objects as after, objects as before) when every object of the live schema is as one of the two replays left
+    it and some of each: the live schema is the migration half done. None otherwise."""
+    if before is None or after is None or live is None:
+        return None
+    left, right, now = flatten(before), flatten(after), flatten(live)
+    absent = object()
+    done, missing = [], []
+    for key in sorted(set(left) | set(right) | set(now)):
+        was, will, value = left.get(key, absent), right.get(key, absent), now.get(key, absent)
+        if was == will:
+            if value != was:
+                return None  # changed where the migration changes nothing
+        elif value == will:
+            done.append(key)
+        elif value == was:
+            missing.append(key)
+        else:
+            return None
+    return (done, missing) if done and missing else None
+
+
+def _names(keys: list, shown: int = 5) -> str:
+    text = ", ".join("%s %s" % key for key in keys[:shown])
+    return text + (", ..." if len(keys) > shown else "")
 
 
 # ---------------------------------------------------------------- one failed migration, and all of them
@@ -71,9 +120,10 @@ def judge_migration(name: str, script: str | None, live_snapshot: dict, schema: 
     before = replay.before if replay is not None else None
     judged = judge_statements(parsed, schema, live_snapshot, before)
     probe_verdict, probe_reason = decide(judged, error)
-    verdict, reason = combine(probe_verdict, probe_reason, replay)
+    verdict, reason = combine(probe_verdict, probe_reason, replay, judged, live_snapshot, error)
     for entry in judged:
         entry.pop("_status", None)
+        entry.pop("_blind", None)
     return {
         "verdict": verdict,
         "recommended_action": ACTIONS[verdict],

@@ -308,6 +308,9 @@ def judge_statements(parsed, schema: str, live_snapshot: dict, before_snapshot: 
             entry["_status"] = "unknown"
         else:
             entry["_status"] = "neutral"
+        # Blind: no effect of it was modelled (data, DO blocks, statements without a probe), so a schema snapshot
+        # cannot show whether it ran either (evidence.combine).
+        entry["_blind"] = statement.index in unchecked
         if statement.index in unchecked:
             entry["checked"].append("cannot tell: " + unchecked[statement.index])
         elif is_neutral(entry):
@@ -377,7 +380,7 @@ def is_neutral(entry: dict) -> bool:
     return entry["kind"] in NEUTRAL_KINDS or (entry["kind"] == "select" and entry["_status"] == "neutral")
 
 
-def _ranges(indexes: list) -> str:
+def ranges(indexes: list) -> str:
     """[1, 2, 3, 5] -> "1-3, 5"."""
     runs: list = []
     for i in indexes:
@@ -386,6 +389,23 @@ def _ranges(indexes: list) -> str:
         else:
             runs.append([i, i])
     return ", ".join(str(a) if a == b else "%s-%s" % (a, b) for a, b in runs)
+
+
+def untold(judged: list) -> list:
+    """The indexes of the statements the probes cannot tell. "neutral" also marks statements consistent with having
+    run or not (IF NOT EXISTS found its object, a superseded drop): they count here. Only is_neutral() is neutral."""
+    return [s["index"] for s in judged if s["_status"] == "unknown" or (s["_status"] == "neutral" and not is_neutral(s))]
+
+
+def unplaced(judged: list, error: dict | None = None) -> list:
+    """The untold statements the prefix rule (decide) cannot place: none present after them, none absent before.
+    After a failure on an object that already existed (made by hand?), the rule places none of them."""
+    if error and error.get("sqlstate") in DUPLICATE_SQLSTATES:
+        return untold(judged)
+    present = [s["index"] for s in judged if s["_status"] in ("present", "mixed")]
+    absent = [s["index"] for s in judged if s["_status"] in ("absent", "mixed")]
+    return [i for i in untold(judged)
+            if not (present and i < max(present)) and not (absent and i > min(absent))]
 
 
 def decide(judged: list, error: dict | None = None) -> tuple:
@@ -397,37 +417,35 @@ def decide(judged: list, error: dict | None = None) -> tuple:
     """
     present = [s["index"] for s in judged if s["_status"] in ("present", "mixed")]
     absent = [s["index"] for s in judged if s["_status"] in ("absent", "mixed")]
-    # "neutral" also marks statements consistent with having run or not (IF NOT EXISTS found its object, a
-    # superseded drop): they cannot be told, so they count as unknown here. Only the neutral list is neutral.
-    unknown = [s["index"] for s in judged if s["_status"] == "unknown" or (s["_status"] == "neutral" and not is_neutral(s))]
+    unknown = untold(judged)
     mixed = [s["index"] for s in judged if s["_status"] == "mixed"]
     hand_made = bool(error and error.get("sqlstate") in DUPLICATE_SQLSTATES)
     if present and absent:
-        reason = "statements %s present, %s absent" % (_ranges(sorted(set(present) - set(mixed))) or "none",
-                                                       _ranges(sorted(set(absent) - set(mixed))) or "none")
+        reason = "statements %s present, %s absent" % (ranges(sorted(set(present) - set(mixed))) or "none",
+                                                       ranges(sorted(set(absent) - set(mixed))) or "none")
         if mixed:
-            reason += ", %s half present" % _ranges(mixed)
+            reason += ", %s half present" % ranges(mixed)
         if unknown:
-            reason += ", %s cannot be checked" % _ranges(unknown)
+            reason += ", %s cannot be checked" % ranges(unknown)
         return "partial", reason
     if present:
         trailing = [i for i in unknown if i > max(present)]
         if trailing:
             return "unknown", ("every checkable statement is present, but statement%s %s after the last of them cannot be "
-                               "checked: the failure may have been there" % ("s" if len(trailing) > 1 else "", _ranges(trailing)))
+                               "checked: the failure may have been there" % ("s" if len(trailing) > 1 else "", ranges(trailing)))
         if unknown and hand_made:
             return "unknown", ("every checkable statement is present, but the migration failed on an object that already "
                                "existed (made by hand?), so statements %s that cannot be checked may never have run"
-                               % _ranges(unknown))
+                               % ranges(unknown))
         return "applied", "all %d checkable statement%s present%s" % (
             len(present), "s" if len(present) != 1 else "",
-            (" (statements %s cannot be checked but ran before present ones)" % _ranges(unknown)) if unknown else "")
+            (" (statements %s cannot be checked but ran before present ones)" % ranges(unknown)) if unknown else "")
     if absent:
         leading = [i for i in unknown if i < min(absent)]
         if leading:
             return "unknown", ("no checkable statement is present, but statement%s %s before the first of them cannot be "
-                               "checked and may have committed on its own" % ("s" if len(leading) > 1 else "", _ranges(leading)))
+                               "checked and may have committed on its own" % ("s" if len(leading) > 1 else "", ranges(leading)))
         return "not_applied", "none of the %d checkable statement%s present" % (len(absent), "s" if len(absent) != 1 else "")
     if unknown:
-        return "unknown", "no statement can be checked in the catalogs (statements %s: data changes or opaque blocks)" % _ranges(unknown)
+        return "unknown", "no statement can be checked in the catalogs (statements %s: data changes or opaque blocks)" % ranges(unknown)
     return "unknown", "the migration has no effect that the catalogs can show"

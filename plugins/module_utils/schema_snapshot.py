@@ -14,7 +14,8 @@ drift check. A snapshot is a plain, JSON-serialisable dict:
   extensions  {name: {"schema"}}
   views       {"schema.view": {"materialized", "definition"}}
   sequences   {"schema.seq": {"type", "owned_by"}}
-  functions   {"schema.name(args)": {"kind", "returns"}}
+  functions   {"schema.name(args)": {"kind", "returns", "definition_md5"}} (md5 of pg_get_functiondef: body,
+              language, volatility, settings; null for aggregates and window functions)
   triggers    {"schema.table.trigger": {"definition"}}
 
 Everything is read with search_path = pg_catalog, so type names, defaults and definitions are
@@ -85,7 +86,9 @@ def _queries(excluded: tuple) -> dict:
             "WHERE %s AND %s ORDER BY 1, 2" % (ns, _not_ext("pg_class", "c.oid"))),
         "functions": (
             "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind, "
-            "pg_get_function_result(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "pg_get_function_result(p.oid), "
+            "CASE WHEN p.prokind IN ('f', 'p') THEN md5(pg_get_functiondef(p.oid)) END "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE %s AND %s ORDER BY 1, 2, 3" % (ns, _not_ext("pg_proc", "p.oid"))),
         "triggers": (
             "SELECT n.nspname, c.relname, tg.tgname, pg_get_triggerdef(tg.oid) FROM pg_trigger tg "
@@ -133,8 +136,9 @@ def take_snapshot(conn, excluded_tables: tuple = EXCLUDED_TABLES) -> dict:
             for schema, name, typ, owned_by in cur.fetchall():
                 snapshot["sequences"]["%s.%s" % (schema, name)] = {"type": typ, "owned_by": owned_by}
             cur.execute(queries["functions"])
-            for schema, name, args, kind, returns in cur.fetchall():
-                snapshot["functions"]["%s.%s(%s)" % (schema, name, args)] = {"kind": kind, "returns": returns}
+            for schema, name, args, kind, returns, definition in cur.fetchall():
+                snapshot["functions"]["%s.%s(%s)" % (schema, name, args)] = {"kind": kind, "returns": returns,
+                                                                              "definition_md5": definition}
             cur.execute(queries["triggers"], params)
             for schema, table, name, definition in cur.fetchall():
                 snapshot["triggers"]["%s.%s.%s" % (schema, table, name)] = {"definition": definition}

@@ -139,3 +139,82 @@ def test_a_superseded_drop_is_not_neutral():
     judged = judge_statements(parsed, "public", live, None)
     assert judged[0]["present"] is None and not is_neutral(judged[0])
     assert decide(judged)[0] == "unknown"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The replay decides where the probes cannot (evidence.combine)
+
+def _column(typ: str = "integer") -> dict:
+    return {"type": typ, "not_null": False, "default": None, "identity": None, "generated": None}
+
+
+def _function(md5: str) -> dict:
+    return {"public.f()": {"kind": "f", "returns": "integer", "definition_md5": md5}}
+
+
+# Migration N: a column, then a function body replaced (a conditional statement the probes cannot tell).
+ADD_THEN_REPLACE = ('ALTER TABLE "T" ADD COLUMN "a" INTEGER;\n'
+                    "CREATE OR REPLACE FUNCTION f() RETURNS integer LANGUAGE sql AS 'SELECT 2';\n")
+BEFORE = dict(EMPTY, tables={"public.T": {"columns": {"id": _column()}}}, functions=_function("old"))
+AFTER = dict(EMPTY, tables={"public.T": {"columns": {"id": _column(), "a": _column()}}}, functions=_function("new"))
+
+
+def _judge(script: str, live: dict, before: dict = BEFORE, after: dict = AFTER) -> dict:
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import judge_migration
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult
+    replay = ShadowResult("differs", "", "controller", before=before, after=after)
+    return judge_migration("20240101000000_n", script, live, "public", None, replay)
+
+
+def test_the_replay_decides_applied_when_every_untold_statement_only_changes_the_schema():
+    judged = _judge(ADD_THEN_REPLACE, AFTER)
+    assert judged["probe_verdict"] == "unknown"  # statement 2 after the last present one cannot be told
+    assert judged["verdict"] == "applied", judged["reason"]
+    assert "only change the schema" in judged["reason"]
+
+
+def test_the_replay_decides_partial_when_each_object_is_as_before_or_as_after():
+    live = dict(AFTER, functions=_function("old"))  # the column is there, the body is the old one
+    judged = _judge(ADD_THEN_REPLACE, live)
+    assert judged["probe_verdict"] == "unknown"
+    assert judged["verdict"] == "partial", judged["reason"]
+    assert "function public.f()" in judged["reason"] and "column public.T.a" in judged["reason"]
+
+
+def test_the_replay_never_decides_over_a_data_statement_or_drift():
+    with_data = ADD_THEN_REPLACE + 'UPDATE "T" SET "a" = 1;\n'
+    after_data = _judge(with_data, AFTER)
+    assert after_data["verdict"] == "unknown" and "statement 3 changes what a schema snapshot cannot show" in \
+        after_data["reason"]
+    # A column added by hand elsewhere: the live schema is not "between" the replays.
+    drift = dict(AFTER, functions=_function("old"),
+                 tables={"public.T": {"columns": {"id": _column(), "a": _column(), "hand": _column("text")}}})
+    assert _judge(ADD_THEN_REPLACE, drift)["verdict"] == "unknown"
+    # A body that is neither the old nor the new one.
+    assert _judge(ADD_THEN_REPLACE, dict(AFTER, functions=_function("third")))["verdict"] == "unknown"
+
+
+def test_probes_and_replay_disagreeing_stay_unknown():
+    # The file is the column alone and the probes see it: applied. The replay's "after" also has another function
+    # body, which the live schema lacks: the replay does not say applied, so the verdict is unknown.
+    judged = _judge('ALTER TABLE "T" ADD COLUMN "a" INTEGER;\n', dict(BEFORE, tables=AFTER["tables"]),
+                    before=BEFORE, after=dict(BEFORE, tables=AFTER["tables"], functions=_function("x")))
+    assert judged["probe_verdict"] == "applied" and judged["verdict"] == "unknown", judged["reason"]
+
+
+def test_after_a_duplicate_object_failure_a_data_statement_keeps_the_verdict_unknown():
+    # UPDATE, then a CREATE TABLE that failed because the table was made by hand: the live schema is the "after"
+    # one, but whether the UPDATE ran cannot be seen, so the replay does not decide.
+    script = 'UPDATE "T" SET "id" = "id" + 0;\nCREATE TABLE "X" ("id" INTEGER);\n'
+    before = dict(EMPTY, tables={"public.T": {"columns": {"id": _column()}}})
+    after = dict(EMPTY, tables={"public.T": {"columns": {"id": _column()}}, "public.X": {"columns": {"id": _column()}}})
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import judge_migration
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult
+    replay = ShadowResult("differs", "", "controller", before=before, after=after)
+    judged = judge_migration("20240101000000_n", script, after, "public", {"sqlstate": "42P07"}, replay)
+    assert judged["verdict"] == "unknown", judged["reason"]
+    assert "statement 1 changes what a schema snapshot cannot show" in judged["reason"]
+    # The same failure with no UPDATE in the file: the replay shows the whole effect, and decides.
+    clean = judge_migration("20240101000000_n", 'CREATE TABLE "X" ("id" INTEGER);\n', after, "public",
+                            {"sqlstate": "42P07"}, ShadowResult("differs", "", "controller", before=before, after=after))
+    assert clean["verdict"] == "applied", clean["reason"]
