@@ -108,10 +108,10 @@ def parse_space_factor(value) -> float | None:
         factor = float(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):
         factor = None
-    # `not factor >= 0` also refuses NaN.
-    if factor is None or not math.isfinite(factor) or not factor >= 0:
+    # isfinite refuses NaN and infinity, which no disk comparison can use.
+    if factor is None or not math.isfinite(factor) or factor < 0:
         raise PrismaOpsError("space_factor=%r is not usable: give a number 0 or more (the free disk a new backup needs, "
-                             "times the database size; 0 checks nothing), or leave it unset" % (value,))
+                             "times the database size; 0 lets any free space pass), or leave it unset" % (value,))
     return factor
 
 
