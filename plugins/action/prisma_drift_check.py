@@ -11,41 +11,23 @@ schema check, the findings and the verdict (drift.complete_schema_check). What t
 
 from __future__ import annotations
 
-from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift import complete_schema_check, summarize
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import (
-    cache_dir, execute_asking_for_replay_input, replay_on_controller)
+from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import ControllerReplayAction
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(ControllerReplayAction):
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # unused
-        args = self._task.args
-        wanted = boolean(args.get("controller_replay", True), strict=False)
-        module_result, material = execute_asking_for_replay_input(self, task_vars, wanted)
-        result.update(module_result)
-        if material is None:
-            return result
-        connection = result.get("connection") or {}
+    def replayed(self, result, material, judged, task_vars):
+        complete_schema_check(result, judged["folder"], material["live_snapshot"],
+                              len(material["migrations"]["folder"]["scripts"]) - 1, self._task.args.get("fail_on") or [])
+        return result
+
+    def not_replayed(self, result, material, note, task_vars):
         schema = (result.get("checks") or {}).get("schema")
-        try:
-            replays = replay_on_controller(material, connection.get("schema") or "public",
-                                           connection.get("server_version_num"), cache_dir())
-        except (PrismaOpsError, OSError) as exc:
-            note = getattr(exc, "msg", None) or str(exc)
-            if schema is not None:
-                schema["reason"] = "%s; no replay on the controller either: %s" % (schema["reason"], note)
-                for finding in schema["findings"]:
-                    finding["detail"] = "schema drift not checked: %s" % schema["reason"]
-                result["summary"] = summarize(result["findings"], schema)
-            result.setdefault("warnings", []).append("no replay on the controller: %s" % note)
-            return result
-        complete_schema_check(result, replays["folder"], material["live_snapshot"],
-                              len(material["migrations"]["folder"]["scripts"]) - 1, args.get("fail_on") or [])
+        if schema is not None:
+            schema["reason"] = "%s; no replay on the controller either: %s" % (schema["reason"], note)
+            for finding in schema["findings"]:
+                finding["detail"] = "schema drift not checked: %s" % schema["reason"]
+            result["summary"] = summarize(result["findings"], schema)
+        result.setdefault("warnings", []).append("no replay on the controller: %s" % note)
         return result

@@ -11,38 +11,32 @@ compares with the schema it made before committing. What the module documents.
 
 from __future__ import annotations
 
-from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
-
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import (
-    cache_dir, execute_asking_for_replay_input, replay_on_controller)
+from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import ControllerReplayAction
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(ControllerReplayAction):
+    KEEP_FIRST_RESULT = False
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # unused
-        args = self._task.args
-        wanted = args.get("proof", "auto") != "skip" and boolean(args.get("controller_replay", True), strict=False)
-        module_result, material = execute_asking_for_replay_input(self, task_vars, wanted)
-        if material is None:
-            result.update(module_result)
-            return result
-        connection = module_result.get("connection") or {}
-        again = dict(args, replay_input=False)
-        note = None
-        try:
-            [replay] = replay_on_controller(material, connection.get("schema") or "public",
-                                            connection.get("server_version_num"), cache_dir()).values()
-            if replay.after is not None:
-                again["replay_after"] = replay.after
-            else:
-                note = "the replay on the controller failed: %s" % replay.message
-        except (PrismaOpsError, OSError) as exc:
-            note = "no replay on the controller: %s" % (getattr(exc, "msg", None) or exc)
+    def replay_wanted(self, args):
+        return args.get("proof", "auto") != "skip"
+
+    def judge(self, material, replays, schema):
+        [replay] = replays.values()
+        return replay
+
+    def replayed(self, result, material, judged, task_vars):
+        if judged.after is not None:
+            return self._run_again(result, task_vars, judged.after, None)
+        return self._run_again(result, task_vars, None, "the replay on the controller failed: %s" % judged.message)
+
+    def not_replayed(self, result, material, note, task_vars):
+        return self._run_again(result, task_vars, None, "no replay on the controller: %s" % note)
+
+    def _run_again(self, result, task_vars, after, note):
+        """The module's real run, with the replay's "after" snapshot to prove against; the first run only asked."""
+        again = dict(self._task.args, replay_input=False)
+        if after is not None:
+            again["replay_after"] = after
         result.update(self._execute_module(module_name=self._task.resolved_action, module_args=again,
                                            task_vars=task_vars))
         if note:

@@ -12,46 +12,38 @@ migration's evidence again with both methods (plugin_utils/controller_replay.py)
 from __future__ import annotations
 
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible.plugins.action import ActionBase
 
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import judge_migration
 from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import (
-    cache_dir, execute_asking_for_replay_input, replay_on_controller, script_text)
+    ControllerReplayAction, cache_dir, script_text)
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(ControllerReplayAction):
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # unused
-        args = self._task.args
-        evidence = boolean(args.get("evidence", False), strict=False)
-        wanted = evidence and boolean(args.get("controller_replay", True), strict=False)
-        module_result, material = execute_asking_for_replay_input(self, task_vars, wanted)
-        result.update(module_result)
-        if material is None:
-            return result
-        connection = result.get("connection") or {}
-        schema = connection.get("schema") or "public"
-        try:
-            replays = replay_on_controller(material, schema, (result.get("server") or {}).get("server_version_num"),
-                                           cache_dir())
-            texts = material.get("texts") or {}
-            judged = {}
-            for name, replay in replays.items():
-                item = material["migrations"][name]
-                digest = item["scripts"][-1][1]
-                script = texts[digest] if digest in texts else script_text(cache_dir(), digest)
-                judged[name] = judge_migration(name, script, material["live_snapshot"], schema, item.get("error"), replay)
-        except (PrismaOpsError, OSError) as exc:
-            note = getattr(exc, "msg", None) or str(exc)
-            for name in material["migrations"]:
-                shadow = (result.get("evidence") or {}).get(name, {}).get("shadow")
-                if shadow:
-                    shadow["message"] = "%s; no replay on the controller either: %s" % (shadow["message"], note)
-            result.setdefault("warnings", []).append("no replay on the controller: %s" % note)
-            return result
+    def replay_wanted(self, args):
+        return boolean(args.get("evidence", False), strict=False)
+
+    def server_version_num(self, module_result):
+        return (module_result.get("server") or {}).get("server_version_num")
+
+    def judge(self, material, replays, schema):
+        texts = material.get("texts") or {}
+        judged = {}
+        for name, replay in replays.items():
+            item = material["migrations"][name]
+            digest = item["scripts"][-1][1]
+            script = texts[digest] if digest in texts else script_text(cache_dir(), digest)
+            judged[name] = judge_migration(name, script, material["live_snapshot"], schema, item.get("error"), replay)
+        return judged
+
+    def replayed(self, result, material, judged, task_vars):
         result["evidence"].update(judged)
+        return result
+
+    def not_replayed(self, result, material, note, task_vars):
+        for name in material["migrations"]:
+            shadow = (result.get("evidence") or {}).get(name, {}).get("shadow")
+            if shadow:
+                shadow["message"] = "%s; no replay on the controller either: %s" % (shadow["message"], note)
+        result.setdefault("warnings", []).append("no replay on the controller: %s" % note)
         return result

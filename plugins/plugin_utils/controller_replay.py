@@ -19,6 +19,9 @@ import os
 import re
 import tempfile
 
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult, replay_in
 from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.scratch_server import ScratchServer, find_bindir
@@ -162,8 +165,7 @@ def cache_dir() -> str:
 def execute_asking_for_replay_input(action, task_vars: dict, wanted: bool) -> tuple:
     """Run the task's module on the host, asking it for replay_input when `wanted`.
 
-    (module result without replay_input, replay_input or None). Shared by the action plugins of
-    prisma_migration_info and prisma_drift_check.
+    (module result without replay_input, replay_input or None).
     """
     args = dict(action._task.args)  # pylint: disable=protected-access
     if wanted:
@@ -174,3 +176,52 @@ def execute_asking_for_replay_input(action, task_vars: dict, wanted: bool) -> tu
     if not material or result.get("failed") or not material.get("migrations"):
         material = None
     return result, material
+
+
+class ControllerReplayAction(ActionBase):
+    """The action plugin of a module whose replay may be done on the controller (its option controller_replay).
+
+    run: the module runs on the host, asked for replay_input when the task may need a replay (replay_wanted); when
+    it sends some, the controller replays and the subclass finishes the result: replayed() with what judge() made of
+    the replays, or not_replayed() with why the controller could not replay.
+    """
+
+    TRANSFERS_FILES = False
+    # False for a module that is run again after the replay: its first result was only the request for one.
+    KEEP_FIRST_RESULT = True
+
+    def replay_wanted(self, args: dict) -> bool:  # pylint: disable=unused-argument
+        """Whether the task may need a replay at all, controller_replay aside."""
+        return True
+
+    def server_version_num(self, module_result: dict) -> int | None:
+        """The host's server_version_num, which picks the controller's PostgreSQL binaries."""
+        return (module_result.get("connection") or {}).get("server_version_num")
+
+    def judge(self, material: dict, replays: dict, schema: str):  # pylint: disable=unused-argument
+        """What the replays say; a PrismaOpsError or OSError here counts as the replay's own (not_replayed)."""
+        return replays
+
+    def replayed(self, result: dict, material: dict, judged, task_vars: dict) -> dict:
+        raise NotImplementedError
+
+    def not_replayed(self, result: dict, material: dict, note: str, task_vars: dict) -> dict:
+        raise NotImplementedError
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp  # unused
+        args = self._task.args
+        wanted = self.replay_wanted(args) and boolean(args.get("controller_replay", True), strict=False)
+        module_result, material = execute_asking_for_replay_input(self, task_vars, wanted)
+        if material is None or self.KEEP_FIRST_RESULT:
+            result.update(module_result)
+        if material is None:
+            return result
+        schema = (module_result.get("connection") or {}).get("schema") or "public"
+        try:
+            replays = replay_on_controller(material, schema, self.server_version_num(module_result), cache_dir())
+            judged = self.judge(material, replays, schema)
+        except (PrismaOpsError, OSError) as exc:
+            return self.not_replayed(result, material, getattr(exc, "msg", None) or str(exc), task_vars)
+        return self.replayed(result, material, judged, task_vars)
