@@ -8,13 +8,17 @@ The history is made by a real `prisma migrate deploy` (init applied, broken fail
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import pytest
 
 from tests.harness.modules import run_module
 from tests.harness.pgcluster import Database, free_port
 from tests.harness.prisma import PrismaProject
+from tests.harness.scenario import local_inventory, write_env_file
+from tests.integration.test_recover_local import HOST, files, playbook, recap
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma]
 
@@ -166,3 +170,30 @@ def test_drift_check_reads_a_partitioned_history_and_is_not_in_sync(moved):
     assert checked["table_exists"] is True and checked["baseline_needed"] is False, result
     assert checked["failed"] == [M_BROKEN] and checked["deploy_blocked"] is True and checked["in_sync"] is False
     assert "is a partitioned table, not a table" in checked["summary"]
+    relation = [f for f in result["findings"] if f["kind"] == "history_relation"]
+    assert len(relation) == 1 and relation[0]["object"] == "partitioned table", result["findings"]
+    assert "is a partitioned table, not a table" in relation[0]["detail"]
+    assert result["kinds"][:2] == ["history_relation", "failed"]
+    failing = run_module("prisma_drift_check", {"database_url": db.url(), "migrations_dir": str(project.migrations_dir),
+                                                "checks": ["history"], "fail_on": ["history_relation"]})
+    assert failing["fail"] is True and failing["failing_kinds"] == ["history_relation"], failing
+
+
+def test_recover_stops_before_the_backup_and_names_the_relation(moved, tmp_path):
+    """recover.yml on a host whose history is a view: it stops at plan time, before the backup, any app stop or
+    write, and its report and message say what the relation is."""
+    db, project = moved
+    db.execute(READABLE["view"])
+    before = history(db)
+    write_env_file(project)
+
+    proc = playbook(local_inventory(tmp_path, project, db.name, sys.executable, host=HOST))
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1, proc.stdout
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert 'stopped before any change: "public"."_prisma_migrations" is a view, not a table' in text, text
+    assert "Plan | Record why this host stops (history relation)" in proc.stdout
+    assert "Backup |" not in proc.stdout and files(tmp_path / "backups") == []
+    assert history(db) == before
+    report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+    assert "is a view" in json.dumps(report)
