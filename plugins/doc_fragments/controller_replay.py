@@ -17,9 +17,10 @@ options:
         CREATEDB), replay them on the controller instead, in a throwaway PostgreSQL server that listens on a Unix
         socket only, with an unprivileged role (the scripts get no superuser rights on the controller). The result
         then uses that replay as it would one done on the host, and gives C(controller) as where it ran.
-      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb), the host's major version when
-        installed, else the newest), psycopg2 and pglast on the controller; without them the module's result is the one
-        it gives when no replay can run, with a warning that says what to install.
+      - Needs PostgreSQL server binaries (C(/usr/lib/postgresql/*/bin/initdb) or C(/usr/pgsql-*/bin/initdb), the
+        host's major version when installed, else the newest; elsewhere, the bin directory named in the controller's
+        environment variable E(PRISMA_OPS_REPLAY_POSTGRES_BIN)), psycopg2 and pglast on the controller; without them
+        the module's result is the one it gives when no replay can run, with a warning that says what to install.
       - The replay is cached on the controller (C(~/.cache/prisma_ops_migrate/replay), or the directory in the
         environment variable E(PRISMA_OPS_REPLAY_CACHE)), keyed by the server version, the schema and the sha256 of
         every script, so a fleet with one migrations folder pays for it once. The host sends its live schema

@@ -48,20 +48,19 @@ def combine(probe_verdict: str, probe_reason: str, shadow: ShadowResult | None, 
         return "applied", "%s, and the live schema is exactly what a clean apply of migrations 1..N leaves" % told
     if shadow.status == "matches_before":
         return "not_applied", "%s, and the live schema is exactly what migrations 1..N-1 leave" % told
-    mixed = between(shadow.before, shadow.after, live)
-    if mixed is None:
+    done, missing = between(shadow.before, shadow.after, live)
+    if not done or not missing:
         return "unknown", ("%s; the live schema matches neither replay and differs from both in objects this migration "
                            "does not change as it does (drift, or changes by hand)" % probe_reason)
-    done, missing = mixed
     return "partial", ("%s; every object this migration changes is either as before it (%s) or as after it (%s), "
                        "nothing else differs" % (told, _names(missing), _names(done)))
 
 
-def between(before: dict | None, after: dict | None, live: dict | None):
+def between(before: dict | None, after: dict | None, live: dict | None) -> tuple:
     """(objects as after, objects as before) when every object of the live schema is as one of the two replays left
-    it and some of each: the live schema is the migration half done. None otherwise."""
+    it: with some of each, the live schema is the migration half done. ([], []) when some object is neither."""
     if before is None or after is None or live is None:
-        return None
+        return [], []
     left, right, now = flatten(before), flatten(after), flatten(live)
     absent = object()
     done, missing = [], []
@@ -69,14 +68,14 @@ def between(before: dict | None, after: dict | None, live: dict | None):
         was, will, value = left.get(key, absent), right.get(key, absent), now.get(key, absent)
         if was == will:
             if value != was:
-                return None  # changed where the migration changes nothing
+                return [], []  # changed where the migration changes nothing
         elif value == will:
             done.append(key)
         elif value == was:
             missing.append(key)
         else:
-            return None
-    return (done, missing) if done and missing else None
+            return [], []
+    return done, missing
 
 
 def _names(keys: list, shown: int = 5) -> str:

@@ -137,8 +137,8 @@ def take_snapshot(conn, excluded_tables: tuple = EXCLUDED_TABLES) -> dict:
                 snapshot["sequences"]["%s.%s" % (schema, name)] = {"type": typ, "owned_by": owned_by}
             cur.execute(queries["functions"])
             for schema, name, args, kind, returns, definition in cur.fetchall():
-                snapshot["functions"]["%s.%s(%s)" % (schema, name, args)] = {"kind": kind, "returns": returns,
-                                                                              "definition_md5": definition}
+                snapshot["functions"]["%s.%s(%s)" % (schema, name, args)] = {
+                    "kind": kind, "returns": returns, "definition_md5": definition}
             cur.execute(queries["triggers"], params)
             for schema, table, name, definition in cur.fetchall():
                 snapshot["triggers"]["%s.%s.%s" % (schema, table, name)] = {"definition": definition}

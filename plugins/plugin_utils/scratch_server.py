@@ -23,26 +23,32 @@ import tempfile
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 SERVER_USER = "postgres"
+# Where the server binaries are when they are not in a standard place (read on the controller).
+BINDIR_ENV = "PRISMA_OPS_REPLAY_POSTGRES_BIN"
 REPLAY_ROLE = "prisma_ops_replay"
 REPLAY_STATEMENT_TIMEOUT = "300s"  # a safety net for one statement of a replayed migration
 START_TIMEOUT = "120"  # pg_ctl -w waits for the server to accept connections; this only bounds a server that never does
 
 
 def find_bindir(major: int | None = None, override: str | None = None) -> str:
-    """The PostgreSQL server binaries: `override`, else the host's major when installed, else the newest."""
+    """The PostgreSQL server binaries: `override` (or $PRISMA_OPS_REPLAY_POSTGRES_BIN), else the host's major when
+    installed, else the newest."""
+    override = override or os.environ.get(BINDIR_ENV)
     if override:
         if not os.path.isfile(os.path.join(override, "initdb")):
-            raise PrismaOpsError("replay_postgres_bin %s holds no initdb" % override)
+            raise PrismaOpsError("%s=%s holds no initdb: name the bin directory of a PostgreSQL server installation"
+                                 % (BINDIR_ENV, override))
         return override
     found = {}
-    for initdb in glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        match = re.search(r"/postgresql/(\d+)/bin/initdb$", initdb)
+    # Debian's and Ubuntu's layout, then PGDG's on RHEL-like systems.
+    for initdb in glob.glob("/usr/lib/postgresql/*/bin/initdb") + glob.glob("/usr/pgsql-*/bin/initdb"):
+        match = re.search(r"/(?:postgresql/|pgsql-)(\d+)/bin/initdb$", initdb)
         if match:
             found[int(match.group(1))] = os.path.dirname(initdb)
     if not found:
         raise PrismaOpsError("no PostgreSQL server binaries on the controller (/usr/lib/postgresql/*/bin/initdb): "
                              "install the postgresql package there (e.g. apt-get install postgresql-15) so hosts "
-                             "without a scratch database get a replay too, or set replay_postgres_bin")
+                             "without a scratch database get a replay too, or name a bin directory in %s" % BINDIR_ENV)
     return found.get(major) or found[max(found)]
 
 

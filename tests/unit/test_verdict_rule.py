@@ -159,7 +159,8 @@ BEFORE = dict(EMPTY, tables={"public.T": {"columns": {"id": _column()}}}, functi
 AFTER = dict(EMPTY, tables={"public.T": {"columns": {"id": _column(), "a": _column()}}}, functions=_function("new"))
 
 
-def _judge(script: str, live: dict, before: dict = BEFORE, after: dict = AFTER) -> dict:
+def _judge(script: str, live: dict, before: dict | None = None, after: dict | None = None) -> dict:
+    before, after = before or BEFORE, after or AFTER
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import judge_migration
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult
     replay = ShadowResult("differs", "", "controller", before=before, after=after)
