@@ -353,6 +353,10 @@ write_inventory() {
       echo "      lab_expected_state: $state"
       echo "      lab_expected_verdict: $verdict"
       echo "      lab_expected_action: $action"
+      if [ "$action" = stop ]; then
+        # The lab shows the review path for these; recover's default (proven) would complete them.
+        echo "      recover_partial_strategy: stop"
+      fi
       if [ "$scenario" = containerised ]; then
         echo "      lab_app_container: $name-app"
         echo "      lab_db_container: $name-db"

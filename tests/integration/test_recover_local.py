@@ -85,7 +85,7 @@ def test_check_mode_then_recovery_then_a_second_run_changes_nothing(project, db,
     report = json.loads(report_path.read_text())
     assert report["status"] == "recovered"
     assert report["plan"] == [{"name": GUARDIANS, "verdict": "not_applied", "action": "rolled_back", "source": "evidence",
-                               "reason": report["plan"][0]["reason"]}]
+                               "reason": report["plan"][0]["reason"], "proof": "required"}]
     assert [a["action"] for a in report["actions"]] == ["backup", "resolve_rolled_back", "deploy"]
     assert report["actions"][2]["applied"] == [GUARDIANS]
     assert report["backup_path"].endswith(backups[0])
@@ -103,20 +103,54 @@ def test_check_mode_then_recovery_then_a_second_run_changes_nothing(project, db,
     assert json.loads(report_path.read_text())["status"] == "in_sync_already"
 
 
-def test_partial_stops_before_any_change(project, db, host, tmp_path):
+def test_partial_is_completed_by_default_with_the_proof_and_equals_a_clean_apply(project, db, host, tmp_path, pg_cluster):
+    """The default strategy (proven): the app role has no CREATEDB and no shadow_url is set, so the replay runs on the
+    controller; the completion commits only because the schema it made is the one a clean apply leaves."""
+    from tests.integration.test_complete import schema_dump
     make_p3009(project, db, "partial")
-    before = rows(db)
 
     proc = playbook(host())
 
-    assert proc.returncode != 0
-    assert recap(proc)["failed"] == 1
-    assert "stopped before any change: %s cannot be decided from the evidence (partial" % GUARDIANS in proc.stdout
-    assert "recover_overrides" in proc.stdout
-    assert rows(db) == before
-    assert files(tmp_path / "backups") == []
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "%s: run 2 missing statements (4, 5), then resolve --applied, committed only if identical to a clean " \
+           "apply" % GUARDIANS in text
+    assert in_sync(db, [INIT, GUARDIANS])
     report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
-    assert report["status"] == "stopped" and report["actions"] == []
+    assert report["status"] == "recovered"
+    assert report["plan"][0]["action"] == "complete" and report["plan"][0]["proof"] == "required"
+    assert report["plan"][0]["proven"] is True
+    assert [a["action"] for a in report["actions"]][:2] == ["backup", "complete"]
+    # The recovered schema is the one a clean deploy of the same folder leaves.
+    clean = pg_cluster.create_database()
+    try:
+        from tests.harness.prisma import PrismaProject
+        twin = PrismaProject.create(tmp_path / "twin", clean.url())
+        for folder in sorted(project.migrations_dir.iterdir()):
+            if folder.is_dir():
+                twin.add_migration(folder.name, (folder / "migration.sql").read_text())
+        assert twin.deploy().returncode == 0
+        assert schema_dump(db) == schema_dump(clean)
+    finally:
+        pg_cluster.drop_database(clean.name)
+
+
+def test_partial_stops_before_any_change_with_strategy_stop_or_without_a_proof(project, db, host, tmp_path):
+    make_p3009(project, db, "partial")
+    before = rows(db)
+
+    for overrides, why in (({"recover_partial_strategy": "stop"}, "cannot be decided from the evidence (partial"),
+                           ({"recover_controller_replay": False}, "completion refused: ")):
+        proc = playbook(host(**overrides))
+
+        assert proc.returncode != 0 and recap(proc)["failed"] == 1, proc.stdout
+        text = " ".join(proc.stdout.split())
+        assert "stopped before any change: %s" % GUARDIANS in text and why in text, text
+        assert "recover_overrides" in text
+        assert rows(db) == before
+        assert files(tmp_path / "backups") == []
+        report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+        assert report["status"] == "stopped" and report["actions"] == []
 
 
 def test_a_failing_deploy_is_tried_at_most_max_attempts_then_stops_with_the_next_step(project, db, host, tmp_path):
