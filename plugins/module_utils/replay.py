@@ -139,6 +139,9 @@ def _replay(conn, prior: list, script: str, schema: str, in_transaction: bool = 
             for sql in in_transaction_statements(text):
                 cur.execute(sql)
 
+    missing = missing_extensions(conn, prior + [("the failed migration", script)])
+    if missing:
+        raise ExtensionMissing(missing)
     with conn.cursor() as cur:
         if schema != "public":
             cur.execute("CREATE SCHEMA IF NOT EXISTS %s" % quote_ident(schema))
@@ -162,10 +165,44 @@ def _replay(conn, prior: list, script: str, schema: str, in_transaction: bool = 
     return before, take_snapshot(conn)
 
 
+class ExtensionMissing(PrismaOpsError):
+    """The scratch server cannot install an extension the migrations create: no replay there (not a failed one)."""
+
+    def __init__(self, missing: list):
+        needs = "; ".join("%s (%s, statement %d)" % (ext, name, index) for ext, name, index in missing)
+        super().__init__("the scratch server has no extension %s: install its package there (the same major version as "
+                         "the host's) for a replay; until then the statement%s that create%s it, and whatever uses it, "
+                         "cannot be told by a replay and the probes decide alone"
+                         % (needs, "s" if len(missing) > 1 else "", "" if len(missing) > 1 else "s"),
+                         code="extension_missing")
+
+
+def missing_extensions(conn, scripts: list) -> list:
+    """[(extension, migration, statement index)] for each CREATE EXTENSION whose extension the server cannot install
+    (not in pg_available_extensions). A script that does not parse is left to the replay's own error."""
+    wanted = []
+    for name, text in scripts:
+        try:
+            statements = parse_script(text).statements
+        except SqlParseError:
+            continue
+        for statement in statements:
+            if statement.node_type == "CreateExtensionStmt" and statement.node.get("extname"):
+                wanted.append((statement.node["extname"], name, statement.index))
+    if not wanted:
+        return []
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (sorted({w[0] for w in wanted}),))
+        available = {row[0] for row in cur.fetchall()}
+    return [w for w in wanted if w[0] not in available]
+
+
 def replay_in(conn, prior: list, script: str, schema: str, where: str) -> ShadowResult:
     """The replay in a fresh database that the caller made and drops (the controller's scratch server)."""
     try:
         before, after = _replay(conn, prior, script, schema)
+    except ExtensionMissing as exc:
+        return ShadowResult("unavailable", exc.msg, where)
     except PrismaOpsError as exc:
         return ShadowResult("error", exc.msg, where)
     return _shadow_compare(before, after, where)
@@ -197,6 +234,8 @@ def shadow_replay(live_conn, spec, prior: list, script: str, shadow_url: str | N
         conn = connect(replace(spec, dbname=name), application_name="prisma_ops.migrate/evidence-shadow")
         try:
             before, after = _replay(conn, prior, script, spec.schema)
+        except ExtensionMissing as exc:
+            return ShadowResult("unavailable", exc.msg, "temporary")
         except PrismaOpsError as exc:
             return ShadowResult("error", scrub(exc.msg, secrets_list), "temporary")
         finally:
@@ -241,6 +280,8 @@ def _shadow_url_replay(live_conn, spec, prior: list, script: str, shadow_url: st
                                      % (shadow_spec.target, ", ".join(found[:5]), ", ..." if len(found) > 5 else ""))
             try:
                 before, after = _replay(conn, prior, script, spec.schema, in_transaction=True)
+            except ExtensionMissing as exc:
+                return ShadowResult("unavailable", exc.msg, "shadow_url")
             except PrismaOpsError as exc:
                 return ShadowResult("error", scrub(exc.msg, secrets_list), "shadow_url")
             return _shadow_compare(before, after, "shadow_url")

@@ -149,7 +149,8 @@ def replay_on_controller(replay_input: dict, schema: str, server_version_num: in
                 finally:
                     conn.close()
                 data = json.loads(json.dumps(result.to_json()))  # what the cache gives back next time, exactly
-                _write_private(path, json.dumps(data))
+                if result.status != "unavailable":  # an extension installed later must get its replay
+                    _write_private(path, json.dumps(data))
                 results[name] = ShadowResult.from_json(data)
             finally:
                 os.close(lock)

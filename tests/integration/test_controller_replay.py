@@ -92,3 +92,28 @@ def test_a_fleet_sharing_one_folder_replays_it_once(project, db, pg_cluster, tmp
     scripts = list((tmp_path / "cache" / "scripts").glob("*.sql"))
     assert len(scripts) == 2 and all(p.stat().st_mode & 0o077 == 0 for p in scripts)
     assert (tmp_path / "cache").stat().st_mode & 0o077 == 0
+
+
+def test_an_extension_the_scratch_server_lacks_is_named_and_never_cached(tmp_path):
+    """A migration creating an extension the controller's PostgreSQL does not have (postgis is not installed here):
+    no replay, "unavailable" with the extension, the migration and the statement named (not a failed replay), and
+    nothing cached, so installing the package later gives the replay."""
+    import glob
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import script_digest
+    from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import replay_on_controller
+    assert not glob.glob("/usr/share/postgresql/*/extension/postgis.control"), "this test needs postgis absent"
+    init = 'CREATE TABLE "Place" ("id" INTEGER NOT NULL);\n'
+    geo = ('CREATE EXTENSION IF NOT EXISTS "postgis";\n'
+           'ALTER TABLE "Place" ADD COLUMN "where" geometry(Point, 4326);\n')
+    texts = {script_digest(t): t for t in (init, geo)}
+    replay_input = {"texts": texts, "migrations": {"20240102000000_geo": {"scripts": [
+        ["20240101000000_init", script_digest(init)], ["20240102000000_geo", script_digest(geo)]]}}}
+    cache = tmp_path / "cache"
+
+    results = replay_on_controller(replay_input, "public", 150000, str(cache))
+
+    result = results["20240102000000_geo"]
+    assert result.status == "unavailable" and result.database == "controller", result
+    assert "no extension postgis (the failed migration, statement 1)" in result.message
+    assert "install its package there" in result.message
+    assert sorted(p.name for p in cache.glob("*.json")) == []
