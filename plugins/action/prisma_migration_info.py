@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.baseline import (
+    BASELINE_KEY, baseline_unavailable, judge_baseline,
+)
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import judge_migration
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult
 from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.controller_replay import (
     ControllerReplayAction, cache_dir, script_text)
 
@@ -30,6 +34,12 @@ class ActionModule(ControllerReplayAction):
         texts = material.get("texts") or {}
         judged = {}
         for name, replay in replays.items():
+            if name == BASELINE_KEY:
+                names = [n for n, _d in material[BASELINE_KEY]["scripts"]]
+                judged[name] = (baseline_unavailable(names, replay.status, replay.message, "controller")
+                                if isinstance(replay, ShadowResult)
+                                else judge_baseline(names, replay, material["live_snapshot"], "controller"))
+                continue
             item = material["migrations"][name]
             digest = item["scripts"][-1][1]
             script = texts[digest] if digest in texts else script_text(cache_dir(), digest)
@@ -37,11 +47,16 @@ class ActionModule(ControllerReplayAction):
         return judged
 
     def replayed(self, result, material, judged, task_vars):
+        if BASELINE_KEY in judged:
+            result["baseline"] = judged.pop(BASELINE_KEY)
         result["evidence"].update(judged)
         return result
 
     def not_replayed(self, result, material, note, task_vars):
-        for name in material["migrations"]:
+        if material.get(BASELINE_KEY) and result.get("baseline"):
+            result["baseline"]["reason"] = "%s; no replay on the controller either: %s" % (
+                result["baseline"]["reason"], note)
+        for name in material.get("migrations") or ():
             shadow = (result.get("evidence") or {}).get(name, {}).get("shadow")
             if shadow:
                 shadow["message"] = "%s; no replay on the controller either: %s" % (shadow["message"], note)

@@ -12,7 +12,12 @@ from __future__ import annotations
 import hashlib
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.probes import decide, judge_statements, ranges, unplaced
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult, compare_with_live, shadow_replay
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.baseline import (
+    BASELINE_KEY, baseline_unavailable, judge_baseline,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import (
+    ShadowResult, compare_with_live, prefix_snapshots, shadow_replay,
+)
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.schema_snapshot import flatten, take_snapshot
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.sql_statements import SqlParseError, parse_script, require_pglast
 
@@ -162,6 +167,34 @@ def collect_evidence(conn, spec, local, report: dict, shadow: bool = True, shado
             replay_input.setdefault("migrations", {}).update(one["migrations"])
             replay_input.setdefault("texts", {}).update(one["texts"])
     return evidence
+
+
+def collect_baseline(conn, spec, local, report: dict, shadow_url: str | None = None,
+                     replay_input: dict | None = None) -> dict | None:
+    """The baseline (module_utils/baseline.py) of a database that needs one (P3005), or None when it needs none.
+
+    The folder's migrations replay in one pass in a scratch database of the host's server; when none can be used and
+    replay_input is given, it is filled so that the controller replays them (its BASELINE_KEY entry).
+    """
+    if not report.get("baseline_needed") or local is None:
+        return None
+    scripts = [(m.name, m.script) for m in local.migrations]
+    names = [n for n, _t in scripts]
+    if not scripts:
+        return baseline_unavailable(names, "error", "the migrations folder holds no migration", None)
+    unreadable = [m.name for m in local.migrations if m.script is None]
+    if unreadable:
+        return baseline_unavailable(names, "error", "no readable migration.sql in %s" % ", ".join(unreadable), None)
+    require_pglast()
+    live = take_snapshot(conn)
+    outcome, where = prefix_snapshots(conn, spec, scripts, shadow_url)
+    if not isinstance(outcome, ShadowResult):
+        return judge_baseline(names, outcome, live, where)
+    if replay_input is not None and outcome.status == "unavailable":
+        replay_input.setdefault("live_snapshot", live)
+        replay_input[BASELINE_KEY] = {"scripts": [[n, script_digest(t)] for n, t in scripts]}
+        replay_input.setdefault("texts", {}).update((script_digest(t), t) for _n, t in scripts)
+    return baseline_unavailable(names, outcome.status, outcome.message, outcome.database)
 
 
 def prior_scripts(local, name: str) -> list | None:

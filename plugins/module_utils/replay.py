@@ -125,44 +125,55 @@ class ShadowResult:
                    after=data.get("after"))
 
 
-def _replay(conn, prior: list, script: str, schema: str, in_transaction: bool = False) -> tuple:
-    """(before, after) snapshots, or raise PrismaOpsError naming the migration that failed to replay.
+def _run_script(conn, text: str, in_transaction: bool) -> None:
+    if not in_transaction:
+        apply_script(conn, text)
+        return
+    with conn.cursor() as cur:
+        for sql in in_transaction_statements(text):
+            cur.execute(sql)
+
+
+def _snapshots(conn, scripts: list, schema: str, in_transaction: bool = False, at=None,
+               failed_last: bool = False) -> dict:
+    """{k: snapshot after migrations 1..k} for each k in `at` (every k from 0 when None), replaying `scripts`
+    ([(name, text)]) in order; raise PrismaOpsError naming the migration that failed to replay.
 
     in_transaction: the connection is in a transaction the caller rolls back (the shadow_url database), so
-    each file runs statement by statement inside it (in_transaction_statements).
+    each file runs statement by statement inside it (in_transaction_statements). failed_last: the last script is
+    the failed migration, named so in the messages.
     """
-    def run(text: str) -> None:
-        if not in_transaction:
-            apply_script(conn, text)
-            return
-        with conn.cursor() as cur:
-            for sql in in_transaction_statements(text):
-                cur.execute(sql)
-
-    missing = missing_extensions(conn, prior + [("the failed migration", script)])
+    missing = missing_extensions(conn, scripts)
     if missing:
         raise ExtensionMissing(missing)
     with conn.cursor() as cur:
         if schema != "public":
             cur.execute("CREATE SCHEMA IF NOT EXISTS %s" % quote_ident(schema))
         cur.execute("SELECT set_config('search_path', %s, %s)", (quote_ident(schema), in_transaction))
-    for name, text in prior:
+    wanted = set(range(len(scripts) + 1)) if at is None else set(at)
+    found = {0: take_snapshot(conn)} if 0 in wanted else {}
+    for k, (name, text) in enumerate(scripts, 1):
+        last = failed_last and k == len(scripts)
         try:
-            run(text)
+            _run_script(conn, text, in_transaction)
         except SqlParseError as exc:
             raise PrismaOpsError("migration %s cannot be parsed: %s" % (name, exc.msg))
         except PrismaOpsError as exc:
-            raise PrismaOpsError("migration %s cannot be replayed: %s" % (name, exc.msg))
+            raise PrismaOpsError(("the failed migration cannot be replayed: %s" if last else
+                                  "migration " + name + " cannot be replayed: %s") % exc.msg)
         except Exception as exc:  # psycopg2 errors of every class end the replay the same way
-            raise PrismaOpsError("migration %s failed in the shadow database: %s" % (name, _first_line(exc)))
-    before = take_snapshot(conn)
-    try:
-        run(script)
-    except PrismaOpsError as exc:
-        raise PrismaOpsError("the failed migration cannot be replayed: %s" % exc.msg)
-    except Exception as exc:  # the failed migration may fail on an empty database too
-        raise PrismaOpsError("the failed migration itself fails in the shadow database too: %s" % _first_line(exc))
-    return before, take_snapshot(conn)
+            raise PrismaOpsError(("the failed migration itself fails in the shadow database too: %s" if last else
+                                  "migration " + name + " failed in the shadow database: %s") % _first_line(exc))
+        if k in wanted:
+            found[k] = take_snapshot(conn)
+    return found
+
+
+def _replay(conn, prior: list, script: str, schema: str, in_transaction: bool = False) -> tuple:
+    """(before, after): the snapshots after migrations 1..N-1 and 1..N."""
+    found = _snapshots(conn, prior + [("the failed migration", script)], schema, in_transaction,
+                       at=(len(prior), len(prior) + 1), failed_last=True)
+    return found[len(prior)], found[len(prior) + 1]
 
 
 class ExtensionMissing(PrismaOpsError):
@@ -215,15 +226,28 @@ def _first_line(exc) -> str:
 
 def shadow_replay(live_conn, spec, prior: list, script: str, shadow_url: str | None = None) -> ShadowResult:
     """Replay migrations 1..N-1 and N in a scratch database; always removes what it created."""
+    def work(conn, in_transaction: bool) -> tuple:
+        return _replay(conn, prior, script, spec.schema, in_transaction)
+
+    outcome, where = in_scratch(live_conn, spec, shadow_url, work)
+    if isinstance(outcome, ShadowResult):
+        return outcome
+    return _shadow_compare(outcome[0], outcome[1], where)
+
+
+def in_scratch(live_conn, spec, shadow_url: str | None, work) -> tuple:
+    """(work(conn, in_transaction), where) run in a scratch database of the host's server: the shadow_url database
+    (in ONE transaction that is always rolled back) or a temporary database (CREATEDB), always removed. When none
+    can be used or the work fails: (ShadowResult unavailable|error, where)."""
     secrets_list = list(spec.secrets)
     if shadow_url:
-        return _shadow_url_replay(live_conn, spec, prior, script, shadow_url, secrets_list)
+        return _in_shadow_url(live_conn, spec, shadow_url, secrets_list, work), "shadow_url"
     with live_conn.cursor() as cur:
         cur.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
         row = cur.fetchone()
     if not row or not row[0]:
         return ShadowResult("unavailable", "no shadow_url, and user %r may not create a temporary database (no CREATEDB)"
-                            % spec.user)
+                            % spec.user), None
     name = SHADOW_PREFIX + secrets.token_hex(6)
     admin = connect(spec, application_name="prisma_ops.migrate/evidence-shadow")
     created = False
@@ -233,18 +257,18 @@ def shadow_replay(live_conn, spec, prior: list, script: str, shadow_url: str | N
         created = True
         conn = connect(replace(spec, dbname=name), application_name="prisma_ops.migrate/evidence-shadow")
         try:
-            before, after = _replay(conn, prior, script, spec.schema)
+            return work(conn, False), "temporary"
         except ExtensionMissing as exc:
-            return ShadowResult("unavailable", exc.msg, "temporary")
+            return ShadowResult("unavailable", exc.msg, "temporary"), "temporary"
         except PrismaOpsError as exc:
-            return ShadowResult("error", scrub(exc.msg, secrets_list), "temporary")
+            return ShadowResult("error", scrub(exc.msg, secrets_list), "temporary"), "temporary"
         finally:
             conn.close()
-        return _shadow_compare(before, after, "temporary")
     except PrismaOpsError:
         raise
     except Exception as exc:  # CREATE DATABASE refused (quota, template busy...): evidence goes on without it
-        return ShadowResult("unavailable", "cannot create a temporary database: %s" % scrub(_first_line(exc), secrets_list))
+        return ShadowResult("unavailable", "cannot create a temporary database: %s"
+                            % scrub(_first_line(exc), secrets_list)), None
     finally:
         try:
             if created:
@@ -253,8 +277,8 @@ def shadow_replay(live_conn, spec, prior: list, script: str, shadow_url: str | N
             admin.close()
 
 
-def _shadow_url_replay(live_conn, spec, prior: list, script: str, shadow_url: str, secrets_list: list) -> ShadowResult:
-    """The replay in the shadow_url database, in ONE transaction that is always rolled back.
+def _in_shadow_url(live_conn, spec, shadow_url: str, secrets_list: list, work):
+    """work() in the shadow_url database, in ONE transaction that is always rolled back.
 
     Nothing is ever dropped or reset there, so a database that is not empty is refused, never cleaned (it may be
     someone's), and check mode writes nothing. Hosts that share the URL wait for each other (SHADOW_URL_LOCK).
@@ -279,12 +303,11 @@ def _shadow_url_replay(live_conn, spec, prior: list, script: str, shadow_url: st
                                      "that holds nothing, and never removes anything from one"
                                      % (shadow_spec.target, ", ".join(found[:5]), ", ..." if len(found) > 5 else ""))
             try:
-                before, after = _replay(conn, prior, script, spec.schema, in_transaction=True)
+                return work(conn, True)
             except ExtensionMissing as exc:
                 return ShadowResult("unavailable", exc.msg, "shadow_url")
             except PrismaOpsError as exc:
                 return ShadowResult("error", scrub(exc.msg, secrets_list), "shadow_url")
-            return _shadow_compare(before, after, "shadow_url")
         except PrismaOpsError:
             raise
         except Exception as exc:  # the lock wait ran out, or the connection broke: evidence goes on without it
@@ -295,6 +318,21 @@ def _shadow_url_replay(live_conn, spec, prior: list, script: str, shadow_url: st
                 conn.rollback()  # everything the replay did, and the lock, go with it
     finally:
         conn.close()
+
+
+def prefix_snapshots(live_conn, spec, scripts: list, shadow_url: str | None = None) -> tuple:
+    """(snapshots after 0..N migrations, where) replayed in one pass in a scratch database of the host's server,
+    or (ShadowResult unavailable|error, where)."""
+    def work(conn, in_transaction: bool) -> list:
+        found = _snapshots(conn, scripts, spec.schema, in_transaction)
+        return [found[k] for k in range(len(scripts) + 1)]
+    return in_scratch(live_conn, spec, shadow_url, work)
+
+
+def replay_prefixes_in(conn, scripts: list, schema: str) -> list:
+    """The snapshots after 0..N migrations, in a fresh database the caller made and drops (the controller's)."""
+    found = _snapshots(conn, scripts, schema)
+    return [found[k] for k in range(len(scripts) + 1)]
 
 
 DROP_ATTEMPTS = 5

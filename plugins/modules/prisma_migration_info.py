@@ -296,6 +296,19 @@ lock_waiters:
   returned: success
   type: list
   elements: dict
+baseline:
+  description:
+    - Only with O(evidence=true), and only when RV(baseline_needed) (P3005 - tables but no history); null otherwise.
+      Which migrations the database already has, decided from a replay of the folder's migrations in one pass (on a
+      scratch database of the host's server, else on the controller) - the live schema compared with the snapshot
+      after each prefix 1..k.
+    - C(status) - C(proven) (exactly one prefix leaves the live schema - C(prefix) lists it, C(pending) the rest;
+      marking C(prefix) applied is Prisma's baselining), C(ambiguous) (several prefixes do - the migrations between
+      change no schema object, so whether they ran cannot be seen), C(no_match) (none does - C(differences) from the
+      closest), C(unproven) (no replay could run) or C(error) (the replay failed). C(reason) says it in words;
+      C(database) is where the replay ran.
+  returned: success
+  type: dict
 evidence:
   description:
     - Only with O(evidence=true). For each failed migration (by name), what its script did to the live schema.
@@ -390,7 +403,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, connect, resolve_connection, scrub,
     server_info,
 )
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_evidence
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_baseline, collect_evidence
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
@@ -431,6 +444,7 @@ def run(module: AnsibleModule) -> dict:
             replay_input = {} if module.params["replay_input"] else None
             result["evidence"] = collect_evidence(conn, spec, local, result, shadow_url=module.params["shadow_url"],
                                                   replay_input=replay_input)
+            result["baseline"] = collect_baseline(conn, spec, local, result, module.params["shadow_url"], replay_input)
             if replay_input:
                 known = set(module.params["replay_known_scripts"])
                 replay_input["texts"] = {d: t for d, t in replay_input["texts"].items() if d not in known}

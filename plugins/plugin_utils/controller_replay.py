@@ -23,7 +23,10 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
-from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import ShadowResult, replay_in
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.baseline import BASELINE_KEY
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import (
+    ExtensionMissing, ShadowResult, replay_in, replay_prefixes_in,
+)
 from ansible_collections.prisma_ops.migrate.plugins.plugin_utils.scratch_server import ScratchServer, find_bindir
 
 DEFAULT_CACHE_DIR = "~/.cache/prisma_ops_migrate/replay"
@@ -154,9 +157,39 @@ def replay_on_controller(replay_input: dict, schema: str, server_version_num: in
                 results[name] = ShadowResult.from_json(data)
             finally:
                 os.close(lock)
+        if replay_input.get(BASELINE_KEY):
+            results[BASELINE_KEY] = _prefixes(server, cache_dir, texts, chosen, schema,
+                                              [tuple(pair) for pair in replay_input[BASELINE_KEY]["scripts"]])
     finally:
         server.close()
     return results
+
+
+def _prefixes(server: "_Server", cache_dir: str, texts: dict, chosen: str, schema: str, scripts: list):
+    """The snapshots after 0..N migrations of a baseline request (one pass; cached like a replay), or a
+    ShadowResult (unavailable, error) saying why there are none."""
+    key = hashlib.sha256(json.dumps([_code_version(), chosen, schema, "prefixes", scripts]).encode()).hexdigest()
+    path = os.path.join(cache_dir, key + ".json")
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)["snapshots"]
+        conn = server.database()
+        try:
+            snapshots = replay_prefixes_in(conn, [(n, _text(cache_dir, texts, d)) for n, d in scripts], schema)
+        except ExtensionMissing as exc:
+            return ShadowResult("unavailable", exc.msg, "controller")
+        except PrismaOpsError as exc:
+            return ShadowResult("error", exc.msg, "controller")
+        finally:
+            conn.close()
+        data = json.loads(json.dumps({"snapshots": snapshots}))
+        _write_private(path, json.dumps(data))
+        return data["snapshots"]
+    finally:
+        os.close(lock)
 
 
 def cache_dir() -> str:
@@ -174,7 +207,7 @@ def execute_asking_for_replay_input(action, task_vars: dict, wanted: bool) -> tu
     result = action._execute_module(  # pylint: disable=protected-access
         module_name=action._task.resolved_action, module_args=args, task_vars=task_vars)  # pylint: disable=protected-access
     material = result.pop("replay_input", None)
-    if not material or result.get("failed") or not material.get("migrations"):
+    if not material or result.get("failed") or not (material.get("migrations") or material.get(BASELINE_KEY)):
         material = None
     return result, material
 
