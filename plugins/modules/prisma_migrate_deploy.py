@@ -17,6 +17,8 @@ description:
     the engine runs. No module can prevent that; the task warns about it. Deploy has no native replacement.
   - Parses the outcome, the migrations the CLI applied and, on failure, the Prisma error code (for example P3009 or
     P3018) and message.
+  - Success is what Prisma says, not only exit 0 - an exit 0 without Prisma's C(No pending migrations to apply) or its
+    list of applied migrations fails (code C(deploy_unconfirmed)), since nothing shows a deploy ran.
   - Refuses commands that contain C(migrate dev), C(db push) or C(reset), which can drop data, however they are
     wrapped - C(sh -c "..."), C(bash -lc '...'), C(env X=1 ...), C(npx), C(pnpm exec), C(yarn), C(exec), commands
     joined with C(;), C(&&), C(||) or C(|). Every argument that holds more than one word is read as a shell script and
@@ -109,7 +111,9 @@ applied:
   type: list
   elements: str
 code:
-  description: The Prisma error code on failure (for example C(P3009)), or null.
+  description: The Prisma error code on failure (for example C(P3009)); C(deploy_unconfirmed) when the command exited 0
+    but printed neither Prisma's C(No pending migrations to apply) nor a list of applied migrations (a wrapper that
+    did not run Prisma, or an engine stand-in that applied nothing); or null.
   returned: failure
   type: str
 argv:
@@ -248,8 +252,20 @@ def run(module: AnsibleModule) -> dict:
         code = " with %s" % parsed["code"] if parsed["code"] else ""
         raise PrismaOpsError("%s failed (exit %s)%s: %s" % (" ".join(shown), rc, code, parsed["message"]),
                              code=parsed["code"], **result)
+    if not applied and not deploy_confirmed(output):
+        # A wrapper that never ran Prisma, or a stand-in engine (PRISMA_SCHEMA_ENGINE_BINARY=/bin/true with 7.x)
+        # exits 0 having applied nothing: success must be what Prisma itself says.
+        raise PrismaOpsError("%s exited 0 but printed neither Prisma's \"No pending migrations to apply\" nor a list "
+                             "of applied migrations, so nothing shows that prisma migrate deploy ran: check the command "
+                             "(and its wrapper script) runs it; nothing is taken as deployed" % " ".join(shown),
+                             code="deploy_unconfirmed", **result)
     result["msg"] = ("applied %s" % ", ".join(applied)) if applied else "no pending migrations"
     return result
+
+
+def deploy_confirmed(output: str) -> bool:
+    """Prisma's own words for a deploy with nothing to do (6.x and 7.x print the same)."""
+    return "No pending migrations to apply" in ANSI_ESCAPE.sub("", output or "")
 
 
 def main() -> None:

@@ -155,7 +155,8 @@ def test_deploy_prints_no_secret_of_its_environment_or_its_own(db, tmp_path, mon
         "database_url": db.url(), "project_dir": str(tmp_path),
         "environment": {"DB_PWD": given, "NODE_ENV": "production"},
         # The value written into the command itself too (as the shell's $0): shown masked in argv and messages.
-        "command": ["sh", "-c", "env; echo \"pwd=$DB_PWD pass=$PGPASS token=$APP_API_TOKEN url=$DATABASE_URL\"", given],
+        "command": ["sh", "-c", "env; echo \"pwd=$DB_PWD pass=$PGPASS token=$APP_API_TOKEN url=$DATABASE_URL\"; "
+                    "echo 'No pending migrations to apply.'", given],
     })
     assert result["rc"] == 0 and not result.get("failed"), result
     printed = result["_stdout"] + result["_stderr"]
@@ -167,6 +168,17 @@ def test_deploy_prints_no_secret_of_its_environment_or_its_own(db, tmp_path, mon
     check = run_module("prisma_migrate_deploy", args, check_mode=True)
     assert check["argv"][-1] == "********" and "would run" in check["msg"]
     assert_nowhere(check["_stdout"] + check["_stderr"], given)
+
+
+def test_a_deploy_command_that_exits_0_silently_is_a_failure(db, tmp_path):
+    """Exit 0 is not enough: a wrapper that never ran Prisma (or a stand-in engine that applies nothing) must not read
+    as "no pending migrations"."""
+    for command in (["true"], ["sh", "-c", "echo 'Prisma schema loaded from prisma/schema.prisma'"]):
+        result = run_module("prisma_migrate_deploy", {"database_url": db.url(), "project_dir": str(tmp_path),
+                                                      "command": command})
+        assert result.get("failed") is True and result["code"] == "deploy_unconfirmed", result
+        assert result["rc"] == 0 and result["applied"] == [] and result["changed"] is False
+        assert "exited 0 but printed neither Prisma's \"No pending migrations to apply\"" in result["msg"]
 
 
 def test_deploy_refuses_a_wrapped_reset_and_runs_nothing(db, tmp_path):
