@@ -34,8 +34,8 @@ attributes:
   check_mode:
     support: partial
     description: Runs in check mode without running the deploy command.
-    details: In check mode the command is not run (it cannot preview itself); the result says what would run, with
-      C(changed=false) and an empty C(applied).
+    details: In check mode the deploy command is not run (it cannot preview itself); the result says what would run,
+      with C(changed=false) and an empty C(applied). With O(cli_check), the read-only C(prisma migrate status) runs.
   diff_mode:
     support: none
     description: No diff.
@@ -82,6 +82,22 @@ options:
   container_user:
     description: The user the command runs as inside the container (C(-u)), for example the app user.
     type: str
+  cli_check:
+    description:
+      - In check mode, run the project's own C(prisma migrate status) (read-only) with the deploy's environment,
+        directory and container, and fail when the CLI cannot load its config or schema (code C(cli_unusable)),
+        cannot reach the database, or names another database, schema or server in its C(Datasource) line than the
+        connection options (code C(cli_other_database)). The recover role runs it before the backup, so a deploy that
+        cannot run stops the host before any write.
+    type: bool
+    default: true
+  status_command:
+    description:
+      - The status command for O(cli_check), as a list. Defaults to O(command) with its C(migrate deploy) turned into
+        C(migrate status); a command that shows no C(migrate deploy) (an C(npm run) script) needs this set, or the
+        check is skipped with a warning.
+    type: list
+    elements: str
 """
 
 EXAMPLES = r"""
@@ -113,9 +129,16 @@ applied:
 code:
   description: The Prisma error code on failure (for example C(P3009)); C(deploy_unconfirmed) when the command exited 0
     but printed neither Prisma's C(No pending migrations to apply) nor a list of applied migrations (a wrapper that
-    did not run Prisma, or an engine stand-in that applied nothing); or null.
+    did not run Prisma, or an engine stand-in that applied nothing); in check mode C(cli_unusable) or
+    C(cli_other_database) (O(cli_check)); or null.
   returned: failure
   type: str
+cli_check:
+  description:
+    - In check mode with O(cli_check) - C(checked), the status command's C(argv) and C(rc), and C(datasource) (the
+      C(database), C(schema) and C(at) the CLI printed, C(at) null with a driver adapter).
+  returned: check mode
+  type: dict
 argv:
   description: The command that ran (no secret).
   returned: always
@@ -141,6 +164,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection import (
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, tools_url,
+)
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.cli_check import (
+    first_lines, mismatches, parse_datasource, status_argv,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import check_container_args, container_argv
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask, secret_values
@@ -240,8 +266,12 @@ def run(module: AnsibleModule) -> dict:
     # What is shown of the command: a secret written into it (`sh -c "PGPASSWORD=... ..."`) is masked there too.
     shown = [mask(arg, secrets) for arg in argv]
     if module.check_mode:
-        return {"changed": False, "applied": [], "argv": shown, "stdout": "",
-                "msg": "check mode: would run %s in %s" % (" ".join(shown), project_dir)}
+        result = {"changed": False, "applied": [], "argv": shown, "stdout": "",
+                  "msg": "check mode: would run %s in %s" % (" ".join(shown), project_dir)}
+        if params["cli_check"]:
+            result["cli_check"] = check_cli(module, params, env, spec, secrets, project_dir)
+            result["msg"] += "; %s" % result["cli_check"]["msg"]
+        return result
     module.warn(CLI_ENGINE_ARGV_WARNING)
     rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
     output = mask((out or "") + ("\n" + err if err else ""), secrets)
@@ -263,6 +293,44 @@ def run(module: AnsibleModule) -> dict:
     return result
 
 
+def check_cli(module: AnsibleModule, params: dict, env: dict, spec, secrets: list, project_dir: str) -> dict:
+    """Run the project's `prisma migrate status` (read-only) as the deploy would run; fail when the CLI cannot load its
+    config or schema, cannot reach the database, or names another database than the modules use (cli_check.py)."""
+    deploy_argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate",
+                                            "deploy"])
+    argv = status_argv(deploy_argv, params["status_command"])
+    if argv is None:
+        module.warn("the deploy command %s does not show a `migrate deploy` to turn into `migrate status`: set "
+                    "status_command to check the CLI before any write" % " ".join(mask(a, secrets) for a in deploy_argv))
+        return {"checked": False, "msg": "the CLI was not checked (no status command)"}
+    check_command(argv)
+    if params["container"]:
+        argv = container_argv(params["container_exec"], params["container"], sorted(env),
+                              workdir=params["container_workdir"], user=params["container_user"]) + argv
+    shown = [mask(arg, secrets) for arg in argv]
+    rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
+    output = mask((out or "") + ("\n" + err if err else ""), secrets)
+    datasource = parse_datasource(output)
+    result = {"checked": True, "argv": shown, "rc": rc, "datasource": datasource}
+    if datasource is None:
+        raise PrismaOpsError("the project's Prisma CLI cannot load its config or schema here (%s, exit %s): %s. The "
+                             "deploy would fail the same way; nothing was changed. Fix the project's config or "
+                             "schema path (or the deploy command), then run again"
+                             % (" ".join(shown), rc, first_lines(output)), code="cli_unusable", cli_check=result)
+    parsed = parse_cli_error(output)
+    if parsed["code"] and parsed["code"].startswith("P1"):
+        raise PrismaOpsError("the project's Prisma CLI cannot use the database (%s): %s. Nothing was changed"
+                             % (parsed["code"], parsed["message"]), code="cli_unusable", cli_check=result)
+    different = mismatches(datasource, spec.dbname, spec.schema, spec.host, spec.port)
+    if different:
+        raise PrismaOpsError("the project's Prisma CLI would touch another database than the modules: %s. Nothing was "
+                             "changed; make the CLI's config and the connection options name the same database"
+                             % "; ".join("%s %r for the CLI, %r for the modules" % d for d in different),
+                             code="cli_other_database", cli_check=result)
+    result["msg"] = "the project's Prisma CLI loads and targets database %s" % datasource["database"]
+    return result
+
+
 def deploy_confirmed(output: str) -> bool:
     """Prisma's own words for a deploy with nothing to do (6.x and 7.x print the same)."""
     return "No pending migrations to apply" in ANSI_ESCAPE.sub("", output or "")
@@ -278,6 +346,8 @@ def main() -> None:
         container_exec=dict(type="list", elements="str", default=["docker", "exec"]),
         container_workdir=dict(type="str"),
         container_user=dict(type="str"),
+        cli_check=dict(type="bool", default=True),
+        status_command=dict(type="list", elements="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
                            required_one_of=COMMON_REQUIRED_ONE_OF, supports_check_mode=True)

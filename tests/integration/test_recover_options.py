@@ -231,6 +231,53 @@ def test_too_little_disk_for_the_backup_stops_before_any_write(project, db, host
     assert not backup_dir.exists() or files(backup_dir) == []
 
 
+def test_a_deploy_that_cannot_load_its_schema_stops_before_the_backup(project, db, host, tmp_path):
+    """The deploy command names a schema path that is not there (as a Prisma 7 project with its schema under db/
+    does with the role's default command): the CLI check in preflight stops the host with the CLI's own message,
+    before the backup and before any write to _prisma_migrations."""
+    make_p3009(project, db, "not_applied")
+    before = rows(db)
+    command = [str(project.root / "node_modules" / ".bin" / "prisma"), "migrate", "deploy", "--schema",
+               "db/schema.prisma"]
+
+    proc = playbook(host(recover_deploy_command=command))
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1
+    text = output(proc)
+    assert "Preflight | The project's Prisma CLI loads and targets this database" in text
+    assert "cannot load its config or schema here" in text and "Could not load `--schema` from provided path " \
+           "`db/schema.prisma`" in text, text[-3000:]
+    assert "Nothing was changed" in text or "nothing was changed" in text
+    assert rows(db) == before and dumps(tmp_path) == []
+
+
+def test_a_cli_that_targets_another_database_stops_before_the_backup(project, db, host, tmp_path, pg_cluster):
+    """The project's schema reads its URL from another variable than the modules' .env (OTHER_URL, set in the
+    deploy's environment): the CLI would deploy to another database. Stop, nothing written on either."""
+    make_p3009(project, db, "not_applied")
+    other = pg_cluster.create_database()
+    try:
+        before, others = rows(db), other.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        schema = project.root / "prisma" / "schema.prisma"
+        schema.write_text(schema.read_text().replace('env("DATABASE_URL")', 'env("OTHER_URL")'))
+        config = project.root / "prisma.config.ts"
+        config.write_text(config.read_text().replace("process.env.DATABASE_URL", "process.env.OTHER_URL"))
+        from tests.harness.scenario import deploy_environment
+        environment = dict(deploy_environment(), OTHER_URL=other.url())
+
+        proc = playbook(host(recover_deploy_environment=environment))
+
+        assert proc.returncode != 0 and recap(proc)["failed"] == 1
+        text = output(proc)
+        assert "would touch another database than the modules: database %r for the CLI, %r for the modules" % (
+            other.name, db.name) in text, text[-3000:]
+        assert rows(db) == before and dumps(tmp_path) == []
+        assert other.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == others
+        assert other.url() not in proc.stdout and other.owner.password not in proc.stdout
+    finally:
+        pg_cluster.drop_database(other.name)
+
+
 # ---------------------------------------------------------------- verify extras
 
 
