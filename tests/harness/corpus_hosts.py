@@ -27,7 +27,7 @@ import re
 import secrets
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.failure_shapes import Project, Shape, _build, plan_shapes
@@ -103,6 +103,7 @@ class CorpusHost:
     reference: str           # pg_dump --schema-only of a clean apply of 1..N
     before_dump: str = ""
     before_rows: list | None = None
+    overrides: dict = field(default_factory=dict)  # role variables of this host only (the controls' wrong orders)
 
     @property
     def migration(self) -> str:
@@ -150,9 +151,10 @@ def _project_dir(root: Path, project: Project, upto: int, url: str) -> PrismaPro
     return app
 
 
-def build_hosts(cluster: PgCluster, workdir: Path, cases: dict, created: list) -> list:
+def build_hosts(cluster: PgCluster, workdir: Path, cases: dict, created: list, controls: tuple = ()) -> list:
     """One CorpusHost per (project, N index, shape) of `cases` ({Project: {index: [Shape, ...]}}), built for real.
 
+    `controls`: (project name, N index, shape name, host name, role variables) of extra hosts, built the same way.
     Every database made is appended to `created` as soon as it exists, for the caller to drop.
     """
     hosts = []
@@ -166,17 +168,21 @@ def build_hosts(cluster: PgCluster, workdir: Path, cases: dict, created: list) -
         if first.returncode != 0:
             raise RuntimeError("prisma migrate deploy of an empty folder failed: %s" % first.output)
         for index, (name, script) in enumerate(project.migrations):
-            if index > max(chosen, default=-1):
+            extra = [(c[2], c[3], c[4]) for c in controls if c[:2] == (project.name, index)]
+            if index > max(chosen, default=-1) and not extra:
                 break
+            wanted = [(shape.name, "%s-%02d-%s" % (project.name, index + 1, shape.name), {})
+                      for shape in chosen.get(index, [])] + extra
+            shapes = {shape.name: shape for shape in plan_shapes(script)}
             pending = []
-            for shape in chosen.get(index, []):
-                host = "%s-%02d-%s" % (project.name, index + 1, shape.name)
+            for shape_name, host, overrides in wanted:
+                shape = shapes[shape_name]
                 db = chain.copy("rc_%s" % secrets.token_hex(6))
                 created.append(db.name)
                 _build(db, project.schema, shape, script)
                 _write_failed_row(db, project, index, shape)
                 app = _project_dir(workdir / host / "app", project, index + 1, _url(db, project))
-                pending.append(CorpusHost(host, project, index, shape, db, app, workdir / host, ""))
+                pending.append(CorpusHost(host, project, index, shape, db, app, workdir / host, "", overrides=overrides))
             _apply(chain, project, name, script)
             reference = schema_dump(chain)
             for host in pending:
@@ -213,7 +219,8 @@ def write_inventory(path: Path, hosts: list, python: str, **overrides) -> Path:
     """One inventory of every host (ansible_connection=local), each with scenario.local_inventory's variables."""
     merged = {}
     for host in hosts:
-        single = local_inventory(host.workdir, host.app, host.db.name, python, host=host.name, **overrides)
+        single = local_inventory(host.workdir, host.app, host.db.name, python, host=host.name,
+                                 **{**overrides, **host.overrides})
         merged.update(json.loads(single.read_text())["local"]["hosts"])
     path.write_text(json.dumps({"local": {"hosts": merged}}, indent=1))
     return path
