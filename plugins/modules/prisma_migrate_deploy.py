@@ -233,13 +233,19 @@ def parse_applied(output: str) -> list:
     return _APPLIED.findall(text.split("have been applied", 1)[1])
 
 
+def default_argv(params: dict) -> list:
+    """The deploy command: the given one, else the project's own Prisma CLI."""
+    return list(params["command"] or [os.path.join(params["project_dir"], "node_modules", ".bin", "prisma"),
+                                      "migrate", "deploy"])
+
+
 def run(module: AnsibleModule) -> dict:
     params = module.params
     # The command inherits this process's environment too: its secrets must not come back in the output either.
     env_secrets = secret_values(params["environment"]) + secret_values(os.environ)
     module.no_log_values.update(env_secrets)
     project_dir = params["project_dir"]
-    argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate", "deploy"])
+    argv = default_argv(params)
     if not argv or not argv[0]:
         raise PrismaOpsError("command is empty")
     check_command(argv)
@@ -296,8 +302,7 @@ def run(module: AnsibleModule) -> dict:
 def check_cli(module: AnsibleModule, params: dict, env: dict, spec, secrets: list, project_dir: str) -> dict:
     """Run the project's `prisma migrate status` (read-only) as the deploy would run; fail when the CLI cannot load its
     config or schema, cannot reach the database, or names another database than the modules use (cli_check.py)."""
-    deploy_argv = list(params["command"] or [os.path.join(project_dir, "node_modules", ".bin", "prisma"), "migrate",
-                                            "deploy"])
+    deploy_argv = default_argv(params)
     argv = status_argv(deploy_argv, params["status_command"])
     if argv is None:
         module.warn("the deploy command %s does not show a `migrate deploy` to turn into `migrate status`: set "

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.failure_shapes import Project, Shape, _build, plan_shapes
+from tests.harness.failure_shapes import Project, Shape, build_shape, plan_shapes
 from tests.harness.pgcluster import Database, PgCluster
 from tests.harness.prisma import PrismaProject
 from tests.harness.scenario import local_inventory, write_env_file
@@ -179,7 +179,7 @@ def build_hosts(cluster: PgCluster, workdir: Path, cases: dict, created: list, c
                 shape = shapes[shape_name]
                 db = chain.copy("rc_%s" % secrets.token_hex(6))
                 created.append(db.name)
-                _build(db, project.schema, shape, script)
+                build_shape(db, project.schema, shape, script)
                 _write_failed_row(db, project, index, shape)
                 app = _project_dir(workdir / host / "app", project, index + 1, _url(db, project))
                 pending.append(CorpusHost(host, project, index, shape, db, app, workdir / host, "", overrides=overrides))

@@ -199,7 +199,7 @@ def _set_path(cur, schema: str) -> None:
     cur.execute("SET search_path TO %s" % quote_ident(schema))
 
 
-def _build(db: Database, schema: str, shape: Shape, script: str) -> None:
+def build_shape(db: Database, schema: str, shape: Shape, script: str) -> None:
     from ansible_collections.prisma_ops.migrate.plugins.module_utils.replay import apply_script
     conn = db.connect()
     try:
@@ -294,7 +294,7 @@ class Judge:
     def _materialized(self, shape: Shape) -> Iterator[Database]:
         case = self.chain.copy("fc_case_%s" % secrets.token_hex(5))
         try:
-            _build(case, self.project.schema, shape, self.script)
+            build_shape(case, self.project.schema, shape, self.script)
             yield case
         finally:
             self.cluster.drop_database(case.name)
