@@ -57,3 +57,39 @@ def first_lines(output: str, count: int = 4) -> str:
     # The config banner says nothing about the failure.
     lines = [line for line in lines if not line.startswith(("Loaded Prisma config", "Prisma config detected"))]
     return " | ".join(lines[:count]) if lines else "no output"
+
+
+# One node process prints its own version and the project's prisma package version (from the deploy's directory).
+VERSIONS_SCRIPT = ("let p = '-'; try { p = require(require.resolve('prisma/package.json', {paths: [process.cwd()]}))"
+                   ".version } catch (e) {} process.stdout.write(process.version + ' ' + p)")
+# What each Prisma major needs of Node (its package.json engines): 7.x ^20.19 || ^22.12 || >=24, 6.x >=18.18.
+NODE_NEEDS = {7: (((20, 19), (21, 0)), ((22, 12), (23, 0)), ((24, 0), None)), 6: (((18, 18), None),)}
+NODE_NEEDS_TEXT = {7: "^20.19 || ^22.12 || >=24", 6: ">=18.18"}
+
+
+def _version(text: str) -> tuple | None:
+    found = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", (text or "").strip())
+    return tuple(int(x or 0) for x in found.groups()) if found else None
+
+
+def parse_versions(output: str) -> dict:
+    """{node, prisma} as printed by VERSIONS_SCRIPT (None where unknown)."""
+    parts = (output or "").strip().split()
+    node = parts[0] if parts and _version(parts[0]) else None
+    prisma = parts[1] if len(parts) > 1 and _version(parts[1]) else None
+    return {"node": node, "prisma": prisma}
+
+
+def node_problem(node: str | None, prisma: str | None) -> str | None:
+    """Why this Node cannot run this Prisma (what to install), or None (fine, or not known)."""
+    node_v, prisma_v = _version(node), _version(prisma)
+    if node_v is None or prisma_v is None:
+        return None
+    major = min(max(prisma_v[0], 6), 7)
+    if prisma_v[0] < 6:
+        return None
+    for low, high in NODE_NEEDS[major]:
+        if node_v[:2] >= low and (high is None or node_v[:2] < high):
+            return None
+    return ("Node %s cannot run Prisma %s, which needs Node %s: install a Node that does on this host (or in the app's "
+            "container)" % (node, prisma, NODE_NEEDS_TEXT[major]))

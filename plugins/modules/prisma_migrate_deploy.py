@@ -87,8 +87,9 @@ options:
       - In check mode, run the project's own C(prisma migrate status) (read-only) with the deploy's environment,
         directory and container, and fail when the CLI cannot load its config or schema (code C(cli_unusable)),
         cannot reach the database, or names another database, schema or server in its C(Datasource) line than the
-        connection options (code C(cli_other_database)). The recover role runs it before the backup, so a deploy that
-        cannot run stops the host before any write.
+        connection options (code C(cli_other_database)), or when the host's Node is older than the project's Prisma
+        needs (7.x - C(^20.19 || ^22.12 || >=24), 6.x - C(>=18.18); code C(node_too_old)). The recover role runs it
+        before the backup, so a deploy that cannot run stops the host before any write.
     type: bool
     default: true
   status_command:
@@ -135,8 +136,9 @@ code:
   type: str
 cli_check:
   description:
-    - In check mode with O(cli_check) - C(checked), the status command's C(argv) and C(rc), and C(datasource) (the
-      C(database), C(schema) and C(at) the CLI printed, C(at) null with a driver adapter).
+    - In check mode with O(cli_check) - C(checked), the status command's C(argv) and C(rc), C(datasource) (the
+      C(database), C(schema) and C(at) the CLI printed, C(at) null with a driver adapter), and C(versions) (C(node)
+      and the project's C(prisma), where the deploy runs; null when unknown).
   returned: check mode
   type: dict
 argv:
@@ -166,7 +168,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     COMMON_ARGUMENT_SPEC, COMMON_MUTUALLY_EXCLUSIVE, COMMON_REQUIRED_ONE_OF, resolve_connection, tools_url,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.cli_check import (
-    first_lines, mismatches, parse_datasource, status_argv,
+    VERSIONS_SCRIPT, first_lines, mismatches, node_problem, parse_datasource, parse_versions, status_argv,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.container import check_container_args, container_argv
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError, mask, secret_values
@@ -309,14 +311,26 @@ def check_cli(module: AnsibleModule, params: dict, env: dict, spec, secrets: lis
                     "status_command to check the CLI before any write" % " ".join(mask(a, secrets) for a in deploy_argv))
         return {"checked": False, "msg": "the CLI was not checked (no status command)"}
     check_command(argv)
-    if params["container"]:
-        argv = container_argv(params["container_exec"], params["container"], sorted(env),
-                              workdir=params["container_workdir"], user=params["container_user"]) + argv
+    prefix = (container_argv(params["container_exec"], params["container"], sorted(env),
+                             workdir=params["container_workdir"], user=params["container_user"])
+              if params["container"] else [])
+    # Node and the project's Prisma, where the deploy runs: Prisma 7 needs a newer Node than 6 did.
+    try:
+        _rc, out, _err = module.run_command(prefix + ["node", "-e", VERSIONS_SCRIPT], cwd=project_dir,
+                                            environ_update=env, check_rc=False, handle_exceptions=False)
+    except OSError:
+        out = ""  # no node on this PATH (an nvm install, a container): unknown, the status run below tells
+    versions = parse_versions(out)
+    problem = node_problem(versions["node"], versions["prisma"])
+    if problem:
+        raise PrismaOpsError("%s. Nothing was changed" % problem, code="node_too_old",
+                             cli_check={"checked": True, "versions": versions})
+    argv = prefix + argv
     shown = [mask(arg, secrets) for arg in argv]
     rc, out, err = module.run_command(argv, cwd=project_dir, environ_update=env, check_rc=False)
     output = mask((out or "") + ("\n" + err if err else ""), secrets)
     datasource = parse_datasource(output)
-    result = {"checked": True, "argv": shown, "rc": rc, "datasource": datasource}
+    result = {"checked": True, "argv": shown, "rc": rc, "datasource": datasource, "versions": versions}
     if datasource is None:
         raise PrismaOpsError("the project's Prisma CLI cannot load its config or schema here (%s, exit %s): %s. The "
                              "deploy would fail the same way; nothing was changed. Fix the project's config or "
@@ -332,7 +346,8 @@ def check_cli(module: AnsibleModule, params: dict, env: dict, spec, secrets: lis
                              "changed; make the CLI's config and the connection options name the same database"
                              % "; ".join("%s %r for the CLI, %r for the modules" % d for d in different),
                              code="cli_other_database", cli_check=result)
-    result["msg"] = "the project's Prisma CLI loads and targets database %s" % datasource["database"]
+    result["msg"] = "the project's Prisma CLI (Prisma %s, Node %s) loads and targets database %s" % (
+        versions["prisma"] or "?", versions["node"] or "?", datasource["database"])
     return result
 
 

@@ -214,3 +214,26 @@ def test_drift_report_module_writes_private_masked_files(tmp_path):
     refused = run_module("prisma_drift_report", {"dest": str(tmp_path / "open"), "results": results, "mode": "0644"})
     assert refused.get("failed") and "every user of this machine" in refused["msg"], refused
     assert not (tmp_path / "open").exists()
+
+
+def test_check_mode_reports_node_and_prisma_and_stops_on_a_node_too_old(db, project, tmp_path):
+    """cli_check runs node where the deploy runs: the versions are reported; a Node older than the project's Prisma
+    needs stops before anything else runs (a stand-in `node` on the deploy's PATH says v20.18.0 and Prisma 7.10.1)."""
+    import os
+    from tests.harness.scenario import deploy_environment
+    args = {"database_url": db.url(), "project_dir": str(project.root),
+            "command": [str(project.root / "node_modules" / ".bin" / "prisma"), "migrate", "deploy"],
+            "environment": deploy_environment()}
+    ok = run_module("prisma_migrate_deploy", args, check_mode=True)
+    assert not ok.get("failed"), ok
+    assert ok["cli_check"]["versions"]["prisma"] == "6.19.3" and ok["cli_check"]["versions"]["node"].startswith("v")
+    assert "Prisma 6.19.3, Node v" in ok["msg"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "node").write_text("#!/bin/sh\nprintf 'v20.18.0 7.10.1'\n")
+    (fake / "node").chmod(0o755)
+    old = dict(args, environment=dict(args["environment"], PATH="%s:%s" % (fake, os.environ["PATH"])))
+    refused = run_module("prisma_migrate_deploy", old, check_mode=True)
+    assert refused.get("failed") is True and refused["code"] == "node_too_old", refused
+    assert "Node v20.18.0 cannot run Prisma 7.10.1, which needs Node ^20.19 || ^22.12 || >=24" in refused["msg"]
+    assert "Nothing was changed" in refused["msg"]

@@ -84,6 +84,7 @@ def test_check_mode_then_recovery_then_a_second_run_changes_nothing(project, db,
     assert stat.S_IMODE(report_path.stat().st_mode) == 0o600
     report = json.loads(report_path.read_text())
     assert report["status"] == "recovered"
+    assert report["versions"]["prisma"] == "6.19.3" and report["versions"]["node"].startswith("v"), report["versions"]
     assert report["plan"] == [{"name": GUARDIANS, "verdict": "not_applied", "action": "rolled_back", "source": "evidence",
                                "reason": report["plan"][0]["reason"], "proof": "required"}]
     assert [a["action"] for a in report["actions"]] == ["backup", "resolve_rolled_back", "deploy"]

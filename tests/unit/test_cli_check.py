@@ -40,3 +40,16 @@ def test_mismatches_name_each_difference():
 def test_first_lines_drop_the_config_banner():
     assert first_lines("Loaded Prisma config from prisma.config.ts.\n\nPrisma config detected, skipping environment "
                        "variable loading.\nError: Could not load `--schema`\n") == "Error: Could not load `--schema`"
+
+
+def test_node_versions_prisma_needs():
+    from ansible_collections.prisma_ops.migrate.plugins.module_utils.cli_check import node_problem, parse_versions
+    assert parse_versions("v20.20.2 6.19.3") == {"node": "v20.20.2", "prisma": "6.19.3"}
+    assert parse_versions("v20.20.2 -") == {"node": "v20.20.2", "prisma": None}
+    assert parse_versions("") == {"node": None, "prisma": None}
+    for node in ("v20.19.0", "v22.12.0", "v24.1.0", "v25.0.0"):
+        assert node_problem(node, "7.10.1") is None, node
+    for node in ("v20.18.3", "v21.7.0", "v22.11.0", "v23.5.0", "v18.20.0"):
+        assert "needs Node ^20.19 || ^22.12 || >=24" in node_problem(node, "7.10.1"), node
+    assert node_problem("v18.18.0", "6.19.3") is None and "needs Node >=18.18" in node_problem("v18.17.1", "6.19.3")
+    assert node_problem(None, "7.10.1") is None and node_problem("v16.0.0", None) is None
