@@ -136,27 +136,19 @@ def replay_on_controller(replay_input: dict, schema: str, server_version_num: in
     try:
         for name, item in sorted((replay_input.get("migrations") or {}).items()):
             scripts = [tuple(pair) for pair in item["scripts"]]
-            key = hashlib.sha256(json.dumps([_code_version(), chosen, schema, scripts]).encode()).hexdigest()
-            path = os.path.join(cache_dir, key + ".json")
-            lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # another host replaying the same key: wait for its result
-                if os.path.exists(path):
-                    with open(path, encoding="utf-8") as handle:
-                        results[name] = ShadowResult.from_json(json.load(handle))
-                    continue
+
+            def replay(scripts=scripts) -> tuple:
                 prior = [(n, _text(cache_dir, texts, d)) for n, d in scripts[:-1]]
                 conn = server.database()
                 try:
                     result = replay_in(conn, prior, _text(cache_dir, texts, scripts[-1][1]), schema, "controller")
                 finally:
                     conn.close()
-                data = json.loads(json.dumps(result.to_json()))  # what the cache gives back next time, exactly
-                if result.status != "unavailable":  # an extension installed later must get its replay
-                    _write_private(path, json.dumps(data))
-                results[name] = ShadowResult.from_json(data)
-            finally:
-                os.close(lock)
+                # An extension installed later must get its replay: "unavailable" is never kept.
+                return result.to_json(), result.status != "unavailable"
+
+            results[name] = ShadowResult.from_json(_cached(cache_dir, [_code_version(), chosen, schema, scripts],
+                                                           replay))
         if replay_input.get(BASELINE_KEY):
             results[BASELINE_KEY] = _prefixes(server, cache_dir, texts, chosen, schema,
                                               [tuple(pair) for pair in replay_input[BASELINE_KEY]["scripts"]])
@@ -167,27 +159,39 @@ def replay_on_controller(replay_input: dict, schema: str, server_version_num: in
 
 def _prefixes(server: "_Server", cache_dir: str, texts: dict, chosen: str, schema: str, scripts: list):
     """The snapshots after 0..N migrations of a baseline request (one pass; cached like a replay), or a
-    ShadowResult (unavailable, error) saying why there are none."""
-    key = hashlib.sha256(json.dumps([_code_version(), chosen, schema, "prefixes", scripts]).encode()).hexdigest()
+    ShadowResult (unavailable, error) saying why there are none (never cached)."""
+    def replay() -> tuple:
+        conn = server.database()
+        try:
+            snapshots = replay_prefixes_in(conn, [(n, _text(cache_dir, texts, d)) for n, d in scripts], schema)
+        except ExtensionMissing as exc:
+            return ShadowResult("unavailable", exc.msg, "controller").to_json(), False
+        except PrismaOpsError as exc:
+            return ShadowResult("error", exc.msg, "controller").to_json(), False
+        finally:
+            conn.close()
+        return {"snapshots": snapshots}, True
+
+    data = _cached(cache_dir, [_code_version(), chosen, schema, "prefixes", scripts], replay)
+    return data["snapshots"] if "snapshots" in data else ShadowResult.from_json(data)
+
+
+def _cached(cache_dir: str, key_parts: list, compute) -> dict:
+    """The JSON a replay left under this key, or compute()'s (data, keep), kept when `keep`. Hosts that need the same
+    key at once wait for the first (a lock per key) and then read its result."""
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()
     path = os.path.join(cache_dir, key + ".json")
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
-                return json.load(handle)["snapshots"]
-        conn = server.database()
-        try:
-            snapshots = replay_prefixes_in(conn, [(n, _text(cache_dir, texts, d)) for n, d in scripts], schema)
-        except ExtensionMissing as exc:
-            return ShadowResult("unavailable", exc.msg, "controller")
-        except PrismaOpsError as exc:
-            return ShadowResult("error", exc.msg, "controller")
-        finally:
-            conn.close()
-        data = json.loads(json.dumps({"snapshots": snapshots}))
-        _write_private(path, json.dumps(data))
-        return data["snapshots"]
+                return json.load(handle)
+        data, keep = compute()
+        data = json.loads(json.dumps(data))  # what the cache gives back next time, exactly
+        if keep:
+            _write_private(path, json.dumps(data))
+        return data
     finally:
         os.close(lock)
 
