@@ -256,11 +256,12 @@ def test_space_factor_refuses_a_backup_the_disk_cannot_hold_before_writing_anyth
             refused = backup(seeded, target, check_mode=check_mode, space_factor=1e12, reuse_within="1h")
             assert failed(refused) and refused["code"] == "no_space", refused
             assert refused["msg"].startswith("not enough free disk for the backup: need ")
+            # The size is the module's own reading: autovacuum may add a page (FSM, VM) since ours.
             assert "(database %s is %s, times space_factor 1000000000000.0), have " % (
-                seeded.name, bk_format_size(size)) in refused["msg"]
+                seeded.name, bk_format_size(refused["database_size"])) in refused["msg"]
             assert refused["msg"].endswith(" in %s. Nothing was changed; free space there, or point backup_dir at a "
                                            "larger disk" % where), refused["msg"]
-            assert refused["database_size"] == size
+            assert abs(refused["database_size"] - size) < 1024 ** 2, (refused["database_size"], size)
             assert abs(refused["free_bytes"] - shutil_disk_free(where)) < 64 * 1024 ** 2
     assert entries(backup_dir) == before and mode(backup_dir) == 0o700
     assert not (tmp_path / "not").exists()
@@ -268,7 +269,7 @@ def test_space_factor_refuses_a_backup_the_disk_cannot_hold_before_writing_anyth
     # Factor 0: any disk will do, and the figures are returned.
     passed = backup(seeded, missing, space_factor=0)
     assert passed["changed"] is True and passed["reused"] is False and os.path.isfile(passed["path"])
-    assert passed["database_size"] == size and passed["free_bytes"] > 0
+    assert abs(passed["database_size"] - size) < 1024 ** 2 and passed["free_bytes"] > 0
     assert kept["path"] in [str(backup_dir / e) for e in entries(backup_dir)]
     # Unset: no check, no figures.
     plain = backup(seeded, backup_dir, check_mode=True)
