@@ -41,8 +41,15 @@ options:
   migrations_dir:
     description:
       - Path, on the managed host, of the Prisma migrations folder (the one holding C(migration_lock.toml)).
+      - Without it, the folder the project's Prisma CLI uses, found in O(project_dir) as
+        M(prisma_ops.migrate.prisma_project_info) finds it (the config's C(migrations.path), else C(migrations)
+        beside the schema).
     type: path
-    required: true
+  project_dir:
+    description:
+      - The app folder on the managed host, where the migrations folder is looked for when O(migrations_dir) is not
+        given. One of O(migrations_dir) and O(project_dir) is required.
+    type: path
   checks:
     description: Which checks to run.
     type: list
@@ -127,6 +134,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+migrations_dir:
+  description: The migrations folder that was read (given, or found in O(project_dir)).
+  returned: success
+  type: str
 summary:
   description: One line, for example C(no drift) or C(failed 1; 2 schema differences).
   returned: success
@@ -199,6 +210,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.drift import CHECKS, run_check, validate_kinds
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.prisma_project import discover
 
 
 def run(module: AnsibleModule) -> dict:
@@ -210,7 +222,8 @@ def run(module: AnsibleModule) -> dict:
     module.no_log_values.update(spec.secrets)
     for name in spec.ignored_params:
         module.warn("URL parameter %r is neither a Prisma nor a libpq parameter; it was ignored" % name)
-    local = read_migrations_dir(params["migrations_dir"])
+    migrations_dir = params["migrations_dir"] or discover(params["project_dir"]).migrations_dir
+    local = read_migrations_dir(migrations_dir)
     conn = connect(spec, application_name="prisma_ops.migrate/prisma_drift_check")
     try:
         with conn.cursor() as cur:
@@ -231,7 +244,8 @@ def run(module: AnsibleModule) -> dict:
         schema["reason"] = scrub(schema["reason"], secrets)
     result.update(changed=False, connection={"host": spec.host, "port": spec.port, "database": spec.dbname,
                                              "user": spec.user, "schema": spec.schema, "source": spec.source,
-                                             "server_version_num": server_version_num})
+                                             "server_version_num": server_version_num},
+                  migrations_dir=migrations_dir)
     if replay_input:
         known = set(params["replay_known_scripts"])
         replay_input["texts"] = {d: t for d, t in replay_input["texts"].items() if d not in known}
@@ -242,7 +256,8 @@ def run(module: AnsibleModule) -> dict:
 def main() -> None:
     argument_spec = dict(COMMON_ARGUMENT_SPEC)
     argument_spec.update(
-        migrations_dir=dict(type="path", required=True),
+        migrations_dir=dict(type="path"),
+        project_dir=dict(type="path"),
         checks=dict(type="list", elements="str", choices=list(CHECKS), default=list(CHECKS)),
         replay=dict(type="str", choices=["all", "applied"], default="all"),
         shadow_url=dict(type="str", no_log=True),
@@ -258,7 +273,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
-        required_one_of=COMMON_REQUIRED_ONE_OF,
+        required_one_of=COMMON_REQUIRED_ONE_OF + [("migrations_dir", "project_dir")],
         supports_check_mode=True,
     )
     run_module(module, run)

@@ -50,7 +50,9 @@ options:
     description:
       - The deploy command as an argument list, for example C([npx, prisma, migrate, deploy, --schema,
         prisma/schema.prisma]) or C([npm, run, prisma:migrate:deploy]).
-      - Defaults to C(project_dir/node_modules/.bin/prisma migrate deploy).
+      - Defaults to the project's own CLI as M(prisma_ops.migrate.prisma_project_info) finds it - C(project_dir/
+        node_modules/.bin/prisma migrate deploy) (C(prisma7) beside a C(prisma7.config.*)), with C(--schema) only
+        for a project without a config file.
     type: list
     elements: str
   environment:
@@ -176,6 +178,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.resolve import 
     ANSI_ESCAPE, CLI_ENGINE_ARGV_WARNING, parse_cli_error,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.prisma_project import discover
 
 OUTPUT_LIMIT = 4000
 # `└─ 20240115000000_guardians/` in the list printed after "have been applied".
@@ -236,9 +239,8 @@ def parse_applied(output: str) -> list:
 
 
 def default_argv(params: dict) -> list:
-    """The deploy command: the given one, else the project's own Prisma CLI."""
-    return list(params["command"] or [os.path.join(params["project_dir"], "node_modules", ".bin", "prisma"),
-                                      "migrate", "deploy"])
+    """The deploy command: the given one, else the project's own Prisma CLI as prisma_project_info finds it."""
+    return list(params["command"] or discover(params["project_dir"]).deploy_argv())
 
 
 def run(module: AnsibleModule) -> dict:
