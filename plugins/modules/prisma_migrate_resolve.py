@@ -68,13 +68,19 @@ options:
     description:
       - C(native) writes the rows itself, in one transaction holding Prisma's lock.
       - C(cli) runs the project's own Prisma CLI, C(prisma migrate resolve), once per migration that needs a change,
-        with the database URL in its environment (never on the CLI's command line). The CLI itself then passes the
-        URL, password included, on the command line of its schema engine child (Prisma 6 for its connection check,
-        Prisma 7 for every engine run), where any user of the host can read it in the process table while the
-        engine runs. The module cannot prevent that and warns each time; C(native) has no such exposure.
+        with the database URL in its environment (never on the CLI's command line). A Prisma 7 project needs no
+        C(.env) for it - the 7.x CLI reads none, and the C(env) call of its config finds the module's C(DATABASE_URL)
+        (a config that imports C(dotenv/config) too, the environment winning over the file).
+      - The CLI itself then passes the URL, password included, on the command line of its schema engine child, where
+        any user of the host can read it in the process table while the engine runs - Prisma 7 for every engine run
+        (twice per C(migrate resolve) with 7.10.1, the connection check and the engine), Prisma 6 for its connection
+        check. This is Prisma's own behaviour; the module cannot prevent it and warns each time it runs the CLI.
+        C(native) has no such exposure.
       - C(auto) uses C(cli) when O(prisma_command) is given or O(project_dir)C(/node_modules/.bin/prisma) exists, and
         C(native) otherwise.
-      - The default is C(native), which writes the same rows as the CLI (compared against Prisma 6.19.3 and 7.10.1).
+      - The default is C(native), which writes the same rows as the CLI (compared against Prisma 6.19.3 and 7.10.1),
+        puts no secret on any command line, needs neither Node nor the project's C(node_modules) on the host, and
+        writes a list of names in one transaction (the cli method runs one CLI call per name).
     type: str
     choices: [auto, native, cli]
     default: native
@@ -87,7 +93,8 @@ options:
     description:
       - The command that runs the Prisma CLI, as an argument list, for example C([npx, prisma]) or
         C([npm, run, prisma, --]). C(migrate resolve --applied NAME) is appended.
-      - Defaults to O(project_dir)C(/node_modules/.bin/prisma).
+      - Defaults to O(project_dir)C(/node_modules/.bin/prisma). For a Prisma 7 project kept beside Prisma 8 (its
+        config a C(prisma7.config.*)), give O(project_dir)C(/node_modules/.bin/prisma7).
     type: list
     elements: str
   environment:
