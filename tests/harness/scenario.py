@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.harness.prisma import PrismaProject, cli_env
+from tests.harness.prisma import PRISMA_VERSION, PrismaProject, cli_env, major
 
 CORPUS = Path(__file__).resolve().parents[1] / "evidence_corpus"
 INIT = "20240101000000_init"
@@ -78,10 +78,20 @@ def write_env_file(project: PrismaProject) -> Path:
     return path
 
 
-def deploy_environment() -> dict:
-    """The offline CLI's environment (tests/harness/prisma.cli_env) minus DATABASE_URL and the inherited variables."""
-    env = cli_env("unused")
+def deploy_environment(project: PrismaProject | None = None) -> dict:
+    """The offline CLI's environment for the project's Prisma version (6.19.3 without a project), as
+    tests/harness/prisma.cli_env makes it, minus DATABASE_URL and the inherited variables."""
+    env = cli_env("unused", project.version if project else PRISMA_VERSION)
     return {k: v for k, v in env.items() if k != "DATABASE_URL" and os.environ.get(k) != v}
+
+
+def deploy_command(project: PrismaProject) -> list:
+    """The project's own `prisma migrate deploy`: 6.x is given its schema (as the role's default command does);
+    7.x finds its config by itself, or is given the config in a layout it does not look for."""
+    argv = [str(project.cli_bin), "migrate", "deploy"]
+    if major(project.version) >= 7:
+        return argv + project.config_args()
+    return argv + ["--schema", project.schema_path] + project.config_args()
 
 
 def local_inventory(workdir: Path, project: PrismaProject, dbname: str, python: str, host: str = "demo-host",
@@ -95,10 +105,14 @@ def local_inventory(workdir: Path, project: PrismaProject, dbname: str, python: 
         "recover_expected_database": dbname,
         "recover_backup_dir": str(workdir / "backups"),
         "recover_report_dir": str(workdir / "reports"),
-        "recover_deploy_command": [str(project.root / "node_modules" / ".bin" / "prisma"), "migrate", "deploy",
-                                   "--schema", "prisma/schema.prisma"],
-        "recover_deploy_environment": deploy_environment(),
+        "recover_deploy_command": deploy_command(project),
+        "recover_deploy_environment": deploy_environment(project),
     }
+    # A layout other than prisma/: the role reads the migrations where the project keeps them.
+    if project.migrations_path != "prisma/migrations":
+        hostvars["recover_migrations_dir"] = str(project.migrations_dir)
+    if project.schema_path != "prisma/schema.prisma":
+        hostvars["recover_schema_path"] = project.schema_path
     hostvars.update(overrides)
     path = workdir / "inventory.json"
     path.write_text(json.dumps({"local": {"hosts": {host: hostvars}}}, indent=2))

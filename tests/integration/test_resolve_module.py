@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness.modules import run_module
 from tests.harness.pgcluster import Database, free_port
-from tests.harness.prisma import PrismaProject, cli_env
+from tests.harness.prisma import PrismaProject, cli_env, major
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -21,16 +21,18 @@ BROKEN = 'CREATE TABLE "Broken" ("id" INTEGER);\nSELECT 1/0;\n'
 LATER = 'CREATE TABLE "Later" ("id" INTEGER);\n'
 M_INIT, M_BROKEN, M_LATER = "20250101000000_init", "20250102000000_broken", "20250103000000_later"
 MIGRATIONS = ((M_INIT, INIT), (M_BROKEN, BROKEN), (M_LATER, LATER))
-# What the offline test CLI needs (tests/harness/prisma.cli_env); a real host needs none of it.
-CLI_EXTRA_ENV = {k: v for k, v in cli_env("unused").items()
-                 if k.startswith("PRISMA_") or k in ("NODE_OPTIONS",)}
+
+
+def cli_extra_env(version: str) -> dict:
+    """What the offline test CLI of that version needs (tests/harness/prisma.cli_env); a real host needs none of it."""
+    return {k: v for k, v in cli_env("unused", version).items() if k.startswith("PRISMA_") or k in ("NODE_OPTIONS",)}
 
 
 @pytest.fixture(scope="module")
-def failed_template(pg_cluster, tmp_path_factory):
-    """init applied, broken failed (by the real CLI), later only local; copied for each test."""
+def failed_template(pg_cluster, tmp_path_factory, prisma_version):
+    """init applied, broken failed (by the real CLI of the test's version), later only local; copied for each test."""
     base = pg_cluster.create_database()
-    project = PrismaProject.create(tmp_path_factory.mktemp("tpl") / "app", base.url())
+    project = PrismaProject.create(tmp_path_factory.mktemp("tpl") / "app", base.url(), version=prisma_version)
     for name, script in MIGRATIONS:
         project.add_migration(name, script)
     assert project.deploy().returncode == 1
@@ -39,10 +41,10 @@ def failed_template(pg_cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def failed(failed_template, tmp_path):
+def failed(failed_template, tmp_path, prisma_version):
     """(database, project) in the failed state: a fresh copy of the template and an app tree pointing at it."""
     db = failed_template.copy(failed_template.name + "_" + os.urandom(3).hex())
-    project = PrismaProject.create(tmp_path / "app", db.url())
+    project = PrismaProject.create(tmp_path / "app", db.url(), version=prisma_version)
     for name, script in MIGRATIONS:
         project.add_migration(name, script)
     yield db, project
@@ -228,38 +230,60 @@ def test_auto_picks_native_without_a_project_cli(failed, tmp_path):
     assert_failed(no_dir, "set project_dir")
 
 
+def process_table() -> dict:
+    """pid -> (parent pid, argv) of every process visible now."""
+    table_now = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        table_now[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), argv)
+    return table_now
+
+
+def watch_own_processes(stop: threading.Event, own: dict, engine: dict) -> None:
+    """Collect every argv seen for this test's module run (the module's python, a child of this pytest process) and
+    for that python's direct children (the Prisma CLI) in `own`, for the CLI's children (its schema engine) in
+    `engine`: {pid: {argv, ...}} (a process shows its parent's argv before exec, none once it exited).
+    Parallel tests' processes and anything further down are out of scope."""
+    me = os.getpid()
+    while not stop.is_set():
+        procs = process_table()
+        for pid, (ppid, argv) in procs.items():
+            parent = procs.get(ppid)
+            if not argv:
+                continue
+            if ppid == me and any("plugins.modules.prisma_migrate_resolve" in a for a in argv):
+                own.setdefault(pid, set()).add(tuple(argv))
+            elif parent and parent[0] == me and any("plugins.modules." in a for a in parent[1]):
+                own.setdefault(pid, set()).add(tuple(argv))
+            elif parent and parent[0] in procs and procs[parent[0]][0] == me:
+                engine.setdefault(pid, set()).add(tuple(argv))
+
+
 @pytest.mark.prisma
+@pytest.mark.both_prisma_clis
 def test_cli_method_runs_the_projects_prisma_without_the_url_on_argv(failed):
     db, project = failed
     secret = db.owner.password
-    seen_argv: list = []
-    cli_secret_argv: list = []
+    own: dict = {}
+    engine: dict = {}
     stop = threading.Event()
-
-    def watch_process_table():
-        while not stop.is_set():
-            for entry in Path("/proc").iterdir():
-                try:
-                    argv = (entry / "cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                # Only the process the module starts, the CLI itself: its schema engine child gets the URL on
-                # its argv from Prisma (documented and warned about), and parallel tests run their own commands.
-                if any(a.endswith(b"/.bin/prisma") or b"prisma/build/index.js" in a for a in argv):
-                    seen_argv.append([a.decode(errors="replace") for a in argv])
-                    if secret.encode() in b" ".join(argv):
-                        cli_secret_argv.append([a.decode(errors="replace") for a in argv])
-
-    watcher = threading.Thread(target=watch_process_table)
+    watcher = threading.Thread(target=watch_own_processes, args=(stop, own, engine))
     watcher.start()
     try:
-        result = resolve(db, project, method="auto", project_dir=str(project.root), environment=CLI_EXTRA_ENV,
-                         name=M_BROKEN, state="rolled_back")
+        result = resolve(db, project, method="auto", project_dir=str(project.root),
+                         environment=cli_extra_env(project.version), name=M_BROKEN, state="rolled_back")
     finally:
         stop.set()
         watcher.join()
-    second = resolve(db, project, method="auto", project_dir=str(project.root), environment=CLI_EXTRA_ENV,
-                     name=M_BROKEN, state="rolled_back")
+    second = resolve(db, project, method="auto", project_dir=str(project.root),
+                     environment=cli_extra_env(project.version), name=M_BROKEN, state="rolled_back")
+    seen_argv = [argv for seen in own.values() for argv in seen]
 
     assert result["_rc"] == 0, result.get("msg")
     assert result["method"] == "cli" and "node_modules/.bin/prisma" in result["method_reason"]
@@ -270,12 +294,18 @@ def test_cli_method_runs_the_projects_prisma_without_the_url_on_argv(failed):
     assert len(broken) == 1 and broken[0][5] is not None
     # Idempotent without asking Prisma (which would succeed here, but fail with P3008 for applied).
     assert second["changed"] is False and second["commands"] == []
-    # The CLI really ran, and never with the password or the URL on its command line.
+    # The CLI really ran, and neither the module nor the CLI it started had the password or the URL on its command line.
     assert any("--rolled-back" in argv for argv in seen_argv), "the watcher never saw the CLI"
     for argv in seen_argv:
-        assert not any("postgresql://" in a for a in argv), argv
-    assert cli_secret_argv == [], "the password was on the CLI's command line: %s" % cli_secret_argv
-    # Prisma's engine child is out of the module's reach: the task says so.
+        assert not any("postgresql://" in a or secret in a for a in argv), argv
+    # Below the CLI only Prisma's own schema engine child runs: the 7.x CLI passes it the URL, password included
+    # (--datasource {"url": ...}); 6.19.3 runs its engine in-process here. Out of the module's reach: it warns.
+    with_secret = [argv for seen in engine.values() for argv in seen if any(secret in a for a in argv)]
+    if major(project.version) >= 7:
+        assert with_secret and all(any(a.endswith("schema-engine-shim.mjs") for a in argv) for argv in with_secret), \
+            engine
+    else:
+        assert with_secret == [], with_secret
     warned = str(result.get("warnings"))
     assert "schema engine child's command line" in warned and "method=native" in warned, warned
     assert not second.get("warnings")  # nothing ran the second time, so nothing to warn about
@@ -283,6 +313,7 @@ def test_cli_method_runs_the_projects_prisma_without_the_url_on_argv(failed):
 
 
 @pytest.mark.prisma
+@pytest.mark.both_prisma_clis
 def test_cli_p_codes_become_structured_failures(failed, tmp_path):
     db, project = failed
     # The module's migrations_dir has the folder; the project's own Prisma config points at one that does not:
@@ -292,7 +323,7 @@ def test_cli_p_codes_become_structured_failures(failed, tmp_path):
     project.remove_migration(M_LATER)
     before = table(db)
 
-    result = resolve(db, project, method="cli", project_dir=str(project.root), environment=CLI_EXTRA_ENV,
+    result = resolve(db, project, method="cli", project_dir=str(project.root), environment=cli_extra_env(project.version),
                      migrations_dir=str(elsewhere), name=M_LATER, state="applied")
 
     assert_failed(result, "prisma migrate resolve --applied %s failed (exit 1) with P3017" % M_LATER,
@@ -303,9 +334,10 @@ def test_cli_p_codes_become_structured_failures(failed, tmp_path):
 
 
 @pytest.mark.prisma
+@pytest.mark.both_prisma_clis
 def test_cli_applied_then_deploy_runs_the_rest(failed):
     db, project = failed
-    args = dict(method="cli", project_dir=str(project.root), environment=CLI_EXTRA_ENV, name=M_BROKEN,
+    args = dict(method="cli", project_dir=str(project.root), environment=cli_extra_env(project.version), name=M_BROKEN,
                 state="applied")
     first = resolve(db, project, **args)
     rows = table(db)
