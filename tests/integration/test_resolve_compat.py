@@ -1,4 +1,4 @@
-"""prisma_migrate_resolve (native) against the real Prisma CLI 6.19.3, on twin databases.
+"""prisma_migrate_resolve (native) against the real Prisma CLI, 6.19.3 and 7.10.1, on twin databases.
 
 Each starting state is made once by the real CLI; `CREATE DATABASE ... TEMPLATE` copies it into
 twins; the module resolves on one twin and `prisma migrate resolve` on the other; then the two
@@ -16,7 +16,7 @@ import pytest
 from tests.harness.modules import run_module
 from tests.harness.pgcluster import Database
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma, pytest.mark.both_prisma_clis]
 
 INIT = 'CREATE TABLE "User" ("id" SERIAL NOT NULL, CONSTRAINT "User_pkey" PRIMARY KEY ("id"));\n'
 BROKEN = 'CREATE TABLE "Broken" ("id" INTEGER);\nSELECT 1/0;\n'
@@ -27,19 +27,19 @@ COLUMNS = "id, checksum, finished_at, migration_name, logs, rolled_back_at, star
 
 
 @pytest.fixture(scope="module")
-def starting_states(pg_cluster, tmp_path_factory):
-    """Every starting state, made once by one chain of real CLI calls and kept as template databases.
+def starting_states(pg_cluster, tmp_path_factory, prisma_version):
+    """Every starting state, made once per CLI version by one chain of its real calls, kept as template databases.
 
     kind -> (snapshot database, migration to resolve, project whose folder and CLI to use).
     """
     from tests.harness.prisma import PrismaProject
     base = pg_cluster.create_database()
     root = tmp_path_factory.mktemp("compat")
-    project = PrismaProject.create(root / "app", base.url())
+    project = PrismaProject.create(root / "app", base.url(), version=prisma_version)
     for name, script in ((M_INIT, INIT), (M_BROKEN, BROKEN), (M_LATER, LATER)):
         project.add_migration(name, script)
     # The same database seen from a checkout that lost the failed migration's folder.
-    no_broken = PrismaProject.create(root / "app_without_broken", base.url())
+    no_broken = PrismaProject.create(root / "app_without_broken", base.url(), version=prisma_version)
     for name, script in ((M_INIT, INIT), (M_LATER, LATER)):
         no_broken.add_migration(name, script)
     snaps = {}
