@@ -216,6 +216,8 @@ def test_drift_report_module_writes_private_masked_files(tmp_path):
     assert not (tmp_path / "open").exists()
 
 
+@pytest.mark.prisma
+@pytest.mark.both_prisma_clis
 def test_check_mode_reports_node_and_prisma_and_stops_on_a_node_too_old(db, project, tmp_path):
     """cli_check runs node where the deploy runs: the versions are reported; a Node older than the project's Prisma
     needs stops before anything else runs (a stand-in `node` on the deploy's PATH says v20.18.0 and Prisma 7.10.1)."""
@@ -223,11 +225,11 @@ def test_check_mode_reports_node_and_prisma_and_stops_on_a_node_too_old(db, proj
     from tests.harness.scenario import deploy_environment
     args = {"database_url": db.url(), "project_dir": str(project.root),
             "command": [str(project.root / "node_modules" / ".bin" / "prisma"), "migrate", "deploy"],
-            "environment": deploy_environment()}
+            "environment": deploy_environment(project)}
     ok = run_module("prisma_migrate_deploy", args, check_mode=True)
     assert not ok.get("failed"), ok
-    assert ok["cli_check"]["versions"]["prisma"] == "6.19.3" and ok["cli_check"]["versions"]["node"].startswith("v")
-    assert "Prisma 6.19.3, Node v" in ok["msg"]
+    assert ok["cli_check"]["versions"]["prisma"] == project.version and ok["cli_check"]["versions"]["node"].startswith("v")
+    assert "Prisma %s, Node v" % project.version in ok["msg"]
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "node").write_text("#!/bin/sh\nprintf 'v20.18.0 7.10.1'\n")

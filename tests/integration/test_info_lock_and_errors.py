@@ -11,6 +11,7 @@ import venv
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from tests.harness.modules import REPO
 from tests.harness.pgcluster import free_port, wait_for
@@ -56,11 +57,14 @@ def test_lock_in_another_database_is_not_this_databases_lock(pg_cluster, info, d
         pg_cluster.drop_database(other.name)
 
 
+@pytest.mark.prisma
+@pytest.mark.both_prisma_clis
 def test_a_waiting_prisma_deploy_shows_up_behind_the_holder(project, info, db):
     from tests.harness.prisma import cli_env, oracle_bin
     project.add_migration("20250101000000_init", INIT)
     conn, pid = hold_prisma_lock(db, "stuck-session")
-    deploy = subprocess.Popen([str(oracle_bin()), "migrate", "deploy"], cwd=project.root, env=cli_env(db.url()),
+    deploy = subprocess.Popen([str(oracle_bin(project.version)), "migrate", "deploy"], cwd=project.root,
+                              env=cli_env(db.url(), project.version),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = {}
