@@ -7,12 +7,13 @@
 #   scenario.sh app SCENARIO        app tree, .env, the scenario (in the container with the app)
 #   scenario.sh host-files          app checkout without node_modules, for the containerised host
 #
-# Environment: LAB_PG_PORT, LAB_DB_PASSWORD (given by `docker exec -e`, never on a command line).
+# Environment: LAB_PG_PORT, LAB_DB_PASSWORD (given by `docker exec -e`, never on a command line), LAB_PRISMA.
 # Idempotent: a finished scenario leaves /opt/lab/scenario.done and is not built twice.
 set -euo pipefail
 
 backend=/opt/schooliat/repo/Backend
-migrations=$backend/src/prisma/db/migrations
+# LAB_PRISMA=7: the Prisma 7 host's tree keeps its schema and migrations under db/ (its prisma.config.ts).
+if [ "${LAB_PRISMA:-6}" = 7 ]; then migrations=$backend/db/migrations; else migrations=$backend/src/prisma/db/migrations; fi
 stage=/opt/lab/app
 done_marker=/opt/lab/scenario.done
 log=/opt/lab/scenario.log

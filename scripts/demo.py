@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """make demo: real P3009s recovered by playbooks/recover.yml over the lab of SSH hosts.
 
-The lab (docs/lab.md): seven hosts in containers reached over real SSH on 127.0.0.1, each with its
+The lab (docs/lab.md): eight hosts in containers reached over real SSH on 127.0.0.1, each with its
 own PostgreSQL, a real Prisma project and one failure scenario, made by the real Prisma CLI
-(6.19.3, offline). The demo shows the real CLI refusing with P3009, runs recover.yml over the
+(6.19.3 offline; lab-prisma7 runs 7.10.1 with its config, schema and migrations under db/, which
+recover.yml finds by itself). The demo shows the real CLI refusing with P3009, runs recover.yml over the
 whole lab (evidence, plan, backup, resolve, deploy, verify, report, fleet summary), then shows the
 real CLI's `migrate status` on a recovered host. The lab keeps running (`make lab-down` removes it).
 
@@ -46,6 +47,7 @@ LAB_SH = REPO / "scripts" / "lab.sh"
 INVENTORY = REPO / "lab" / "inventory.yml"
 BACKEND = "/opt/schooliat/repo/Backend"
 SHOWCASE = "lab-notapplied"  # the host whose P3009 and recovery the demo shows with the real CLI
+PRISMA7 = "lab-prisma7"  # the Prisma 7 project in its own layout, shown after the run too
 
 
 def lab_ssh(host: dict, command: str) -> subprocess.CompletedProcess:
@@ -74,7 +76,8 @@ def lab_demo() -> int:
         blocked = cli_deploy(host)
     say("%s: the real `npx prisma migrate deploy`, as the app user, over SSH, refuses" % SHOWCASE)
     print(excerpt(blocked.stdout + blocked.stderr))
-    say("ansible-playbook -i lab/inventory.yml playbooks/recover.yml (7 hosts, real SSH)")
+    count = len(yaml.safe_load(INVENTORY.read_text())["lab"]["hosts"])
+    say("ansible-playbook -i lab/inventory.yml playbooks/recover.yml (%d hosts, real SSH)" % count)
     print("  hosts stopped for review do not fail the run here (recover_fail_on_stop=false); by default they do")
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY),
@@ -90,6 +93,15 @@ def lab_demo() -> int:
               if "migrations found" in line or "up to date" in line or "No pending" in line or line.startswith("Error")]
     print("\n".join("  " + line for line in wanted))
     ok = any("up to date" in line for line in wanted)
+    seven = lab_host(PRISMA7)
+    say("%s after (Prisma 7.10.1, prisma.config.ts naming db/schema.prisma): `npx prisma migrate status`" % PRISMA7)
+    status7 = lab_ssh(seven, "runuser -l app -c 'cd %s && npx prisma --version | grep ^prisma; npx prisma migrate "
+                             "status'" % BACKEND)
+    wanted7 = [line for line in status7.stdout.splitlines()
+               if line.startswith(("prisma ", "Datasource")) or "migrations found" in line or "up to date" in line
+               or line.startswith("Error")]
+    print("\n".join("  " + line for line in wanted7))
+    ok = ok and status7.returncode == 0 and any("up to date" in line for line in wanted7)
     say("Per-host JSON reports: ~/.prisma_ops/reports/; the lab keeps running (make lab-down removes it)")
     return 0 if ok else 1
 

@@ -22,6 +22,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 cache=${LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/lab}
 oracle=${PRISMA_ORACLE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/prisma-6.19.3}
+oracle7=${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/prisma-7.10.1
+shim7=$repo/tests/harness/prisma7_engine/schema-engine-shim.mjs
 mirror=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 inventory=$repo/lab/inventory.yml
 fault_inventory=$repo/lab/inventory_faults.yml
@@ -35,7 +37,9 @@ group_label=$label
 app_dir=/opt/schooliat/repo/Backend
 failing=20240301000000_grades
 
-# name  scenario  ssh-port  pg-port  expected-state  expected-verdict  expected-action
+# name  scenario  ssh-port  pg-port  expected-state  expected-verdict  expected-action  backup-tmpfs  prisma
+# prisma: 6 (6.19.3, the schema under src/prisma/db, named by the variables) or 7 (7.10.1, prisma.config.ts
+# at the root naming db/schema.prisma and db/migrations, found by the roles from the config).
 hosts=(
   "lab-applied     applied_but_stuck   22201 25431 deploy_blocked applied     resolve_applied"
   "lab-notapplied  not_applied         22202 25432 deploy_blocked not_applied resolve_rolled_back"
@@ -44,6 +48,7 @@ hosts=(
   "lab-pending     pending_only        22205 25435 pending        none        deploy"
   "lab-healthy     healthy             22206 25436 in_sync        none        none"
   "lab-docker      containerised       22207 25437 deploy_blocked not_applied resolve_rolled_back"
+  "lab-prisma7     not_applied         22208 25438 deploy_blocked not_applied resolve_rolled_back - 7"
 )
 
 # The fault campaign's hosts (tests/integration/test_faults.py, docs/reliability.md): fresh P3009s
@@ -116,14 +121,19 @@ build_base() {
 # --- lab images: tag = hash of everything that goes into them --------------------------------
 lab_image=""
 docker_image=""
+lab7_image=""
 build_images() {
-  local base_id key_hash context
+  local base_id key_hash context node_bin
   [ -f "$oracle/package-lock.json" ] || die "the Prisma CLI oracle is missing at $oracle: run make setup"
   base_id=$(docker image inspect -f '{{.Id}}' "$base_image")
+  [ -f "$oracle7/package-lock.json" ] || die "the Prisma 7 CLI oracle is missing at $oracle7: run make setup"
+  node_bin=$(command -v node) || die "node is missing on this machine: make setup installs it"
   key_hash=$( { hash_inputs "$repo/lab/image" "$repo/tests/harness/prisma_files/unref-long-timers.js" \
                   "$oracle/package-lock.json"; echo "$base_id"; } | sha256sum | cut -c1-12)
   lab_image=prisma-ops-lab:$key_hash
   docker_image=prisma-ops-lab-docker:$key_hash
+  lab7_image=prisma-ops-lab-prisma7:$( { echo "$key_hash"; hash_inputs "$oracle7/package-lock.json" "$shim7" "$node_bin"; } \
+                                        | sha256sum | cut -c1-12)
   if ! docker image inspect "$lab_image" >/dev/null 2>&1; then
     say "building $lab_image (log: $cache/logs/build.log)"
     context=$cache/build-context
@@ -144,16 +154,31 @@ build_images() {
       -f "$repo/lab/image/docker-host.Dockerfile" "$repo/lab/image" >"$cache/logs/build-docker.log" 2>&1 \
       || { tail -n 20 "$cache/logs/build-docker.log" >&2; die "building $docker_image failed (log: $cache/logs/build-docker.log)"; }
   fi
+  if ! docker image inspect "$lab7_image" >/dev/null 2>&1; then
+    say "building $lab7_image (log: $cache/logs/build-prisma7.log)"
+    context=$cache/build-context-prisma7
+    rm -rf "$context"
+    mkdir -p "$context"
+    cp -a "$repo/lab/image/prisma7.Dockerfile" "$repo/lab/image/prisma7-offline.sh" "$shim7" "$context/"
+    cp "$node_bin" "$context/node"
+    cp -al "$oracle7/node_modules" "$context/node_modules" 2>/dev/null || cp -a "$oracle7/node_modules" "$context/node_modules"
+    DOCKER_BUILDKIT=0 docker build --network host --build-arg "LAB_IMAGE=$lab_image" -t "$lab7_image" \
+      -f "$context/prisma7.Dockerfile" "$context" >"$cache/logs/build-prisma7.log" 2>&1 \
+      || { tail -n 20 "$cache/logs/build-prisma7.log" >&2; die "building $lab7_image failed (log: $cache/logs/build-prisma7.log)"; }
+    rm -rf "$context"
+  fi
 }
 
 # --- the app tree every host gets (staged once per content hash) -----------------------------
 stage=""
+stage7=""
 app_hash=""
 stage_app() {
   local config=$repo/tests/harness/prisma_files/prisma.config.ts
   app_hash=$(hash_inputs "$repo/lab/app" "$repo/lab/scenario.sh" "$config")
   stage=$cache/stage/app-$app_hash
-  [ -d "$stage" ] && return 0
+  stage7=$cache/stage/app7-$app_hash
+  [ -d "$stage" ] && [ -d "$stage7" ] && return 0
   rm -rf "$cache/stage"
   mkdir -p "$stage.tmp"
   cp -a "$repo/lab/app/." "$stage.tmp/"
@@ -169,6 +194,29 @@ stage_app() {
      || ! grep -q "path: 'src/prisma/db/migrations'" "$stage.tmp/prisma.config.ts"; then
     die "could not adapt $config to the lab's paths (its schema or migrations line changed)"
   fi
+  # The Prisma 7 host's tree: the same app laid out as a Prisma 7 project does it (config at the root, the
+  # schema without url, everything under db/).
+  local app7=$stage7.tmp
+  rm -rf "$app7"
+  mkdir -p "$app7/db"
+  cp -a "$repo/lab/app/package.json" "$app7/"
+  sed -i 's/"6\.19\.3"/"7.10.1"/g' "$app7/package.json"
+  grep -v '^  url *= env("DATABASE_URL")$' "$repo/lab/app/src/prisma/db/schema.prisma" >"$app7/db/schema.prisma"
+  cp -a "$repo/lab/app/src/prisma/db/migrations" "$app7/db/migrations"
+  cat >"$app7/prisma.config.ts" <<'TS'
+// Generated by scripts/lab.sh: the lab's app as a Prisma 7 project (schema and migrations under db/).
+// Prisma 7 does not read .env by itself; the app loads it with dotenv.
+import 'dotenv/config'
+import { defineConfig, env } from 'prisma/config'
+
+export default defineConfig({
+  schema: 'db/schema.prisma',
+  migrations: { path: 'db/migrations' },
+  datasource: { url: env('DATABASE_URL') },
+})
+TS
+  if grep -q 'url' "$app7/db/schema.prisma"; then die "could not take the url out of the lab schema for Prisma 7"; fi
+  mv "$app7" "$stage7"
   mv "$stage.tmp" "$stage"
 }
 
@@ -218,8 +266,9 @@ wait_pg() {
 }
 
 copy_lab_files() {
+  local tree=${2:-$stage}
   docker exec "$1" mkdir -p /opt/lab/app
-  docker cp "$stage/." "$1:/opt/lab/app/" >/dev/null
+  docker cp "$tree/." "$1:/opt/lab/app/" >/dev/null
   docker cp "$repo/lab/scenario.sh" "$1:/opt/lab/scenario.sh" >/dev/null
 }
 
@@ -234,29 +283,32 @@ start_sshd() {
 ssh_env() { if [ "$group_label" = "$label" ]; then echo "-e LAB_SSH_PORT=$1"; fi; }
 
 build_host_scenario() {
-  local name=$1 scenario=$2 pg_port=$3 password
-  copy_lab_files "$name"
+  local name=$1 scenario=$2 pg_port=$3 prisma=${4:-6} password tree=$stage
+  [ "$prisma" = 7 ] && tree=$stage7
+  copy_lab_files "$name" "$tree"
   password=$(openssl rand -hex 16)
   # -e NAME without a value passes it from this environment: never on a command line.
   LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh db-init
-  LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" "$name" /opt/lab/scenario.sh app "$scenario"
+  LAB_DB_PASSWORD=$password docker exec -e LAB_DB_PASSWORD -e "LAB_PG_PORT=$pg_port" -e "LAB_PRISMA=$prisma" "$name" \
+    /opt/lab/scenario.sh app "$scenario"
   docker exec "$name" touch /opt/lab/ready
 }
 
 # One ordinary host: sshd, PostgreSQL and the app in one container.
 up_host() {
-  local name=$1 scenario=$2 ssh_port=$3 pg_port=$4 tmpfs=${5:--} extra=() want
-  want="$lab_image/$app_hash/$scenario"
+  local name=$1 scenario=$2 ssh_port=$3 pg_port=$4 tmpfs=${5:--} prisma=${6:-6} extra=() want image=$lab_image
+  [ "$prisma" = 7 ] && image=$lab7_image
+  want="$image/$app_hash/$scenario"
   if [ "$tmpfs" != - ]; then
     extra=(--tmpfs "$backups_dir:size=$tmpfs,mode=0750")
     want="$want/tmpfs-$tmpfs"
   fi
   # shellcheck disable=SC2046 # ssh_env: zero or two words
-  if ensure_container "$name" "$lab_image" "$want" "$ssh_port $pg_port" \
+  if ensure_container "$name" "$image" "$want" "$ssh_port $pg_port" \
        $(ssh_env "$ssh_port") -e "LAB_PG_PORT=$pg_port" "${extra[@]}" \
        -v "$cache/ssh/authorized_keys:/root/.ssh/authorized_keys:ro"; then
     wait_pg "$name" "$pg_port"
-    build_host_scenario "$name" "$scenario" "$pg_port"
+    build_host_scenario "$name" "$scenario" "$pg_port" "$prisma"
   else
     wait_pg "$name" "$pg_port"
   fi
@@ -325,7 +377,7 @@ groups_of() {
 }
 
 write_inventory() {
-  local line name scenario ssh_port pg_port state verdict action
+  local line name scenario ssh_port pg_port state verdict action prisma
   {
     echo "---"
     echo "# Generated by scripts/lab.sh up; removed by scripts/lab.sh down. Do not edit."
@@ -345,7 +397,7 @@ write_inventory() {
     echo "    lab_failed_migration: $failing"
     echo "  hosts:"
     for line in "${group_hosts[@]}"; do
-      read -r name scenario ssh_port pg_port state verdict action _ <<<"$line"
+      read -r name scenario ssh_port pg_port state verdict action _ prisma <<<"$line"
       echo "    $name:"
       echo "      ansible_port: $ssh_port"
       echo "      lab_scenario: $scenario"
@@ -356,6 +408,16 @@ write_inventory() {
       if [ "$action" = stop ]; then
         # The lab shows the review path for these; recover's default (proven) would complete them.
         echo "      recover_partial_strategy: stop"
+      fi
+      if [ "${prisma:-6}" = 7 ]; then
+        # A Prisma 7 project in its own layout: the roles find the schema, migrations and CLI from its config.
+        echo "      lab_prisma: 7"
+        echo "      lab_migrations_dir: $app_dir/db/migrations"
+        echo "      lab_schema_path: db/schema.prisma"
+        echo "      recover_schema_path: ''"
+        echo "      recover_migrations_dir: ''"
+        echo "      recover_deploy_command: []"
+        echo "      drift_check_migrations_dir: ''"
       fi
       if [ "$scenario" = containerised ]; then
         echo "      lab_app_container: $name-app"
@@ -376,14 +438,14 @@ prepare_build() {
 }
 
 cmd_up() {
-  local line name scenario ssh_port pg_port tmpfs failed=0 pids=() names=() i
+  local line name scenario ssh_port pg_port tmpfs prisma failed=0 pids=() names=() i
   # Hosts come up in parallel; each one's output goes to its own log.
   for line in "${group_hosts[@]}"; do
-    read -r name scenario ssh_port pg_port _ _ _ tmpfs <<<"$line"
+    read -r name scenario ssh_port pg_port _ _ _ tmpfs prisma <<<"$line"
     if [ "$scenario" = containerised ]; then
       up_docker_host "$name" "$scenario" "$ssh_port" "$pg_port" >"$cache/logs/$name.log" 2>&1 &
     else
-      up_host "$name" "$scenario" "$ssh_port" "$pg_port" "${tmpfs:--}" >"$cache/logs/$name.log" 2>&1 &
+      up_host "$name" "$scenario" "$ssh_port" "$pg_port" "${tmpfs:--}" "${prisma:-6}" >"$cache/logs/$name.log" 2>&1 &
     fi
     pids+=("$!")
     names+=("$name")
@@ -458,9 +520,9 @@ undo_scenario() {
 # and database dropped, the app tree, markers and backups removed, then the scenario built again with a
 # new password. The container (and the modules' virtualenv in it) stays, so this takes seconds.
 reset_one() {
-  local want=$1 line name scenario ssh_port pg_port part
+  local want=$1 line name scenario ssh_port pg_port part prisma
   for line in "${hosts[@]}" "${fault_hosts[@]}"; do
-    read -r name scenario ssh_port pg_port _ <<<"$line"
+    read -r name scenario ssh_port pg_port _ _ _ _ prisma <<<"$line"
     [ "$name" = "$want" ] || continue
     if [ "$scenario" = containerised ]; then
       for part in "$name-db" "$name-app" "$name"; do
@@ -477,7 +539,7 @@ reset_one() {
       docker exec "$name" sh -c 'pg_ctlcluster 15 main status >/dev/null || pg_ctlcluster 15 main start'
       wait_pg "$name" "$pg_port"
       undo_scenario "$name" "$pg_port" db files
-      build_host_scenario "$name" "$scenario" "$pg_port"
+      build_host_scenario "$name" "$scenario" "$pg_port" "${prisma:-6}"
     fi
     if [ "$(docker inspect -f "{{index .Config.Labels \"$fault_label\"}}" "$name")" = 1 ]; then
       start_sshd "$name" "$ssh_port"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 CONFIG_EXTENSIONS = ("ts", "mts", "cts", "js", "mjs", "cjs")
-# In the order the CLI looks; prisma7.config.* only counts for the prisma7 binary, which reads it first.
+# In the order the CLI looks (7.10 reads prisma7.config.* first, whichever of its binaries runs).
 CONFIG_NAMES = (tuple("prisma7.config." + ext for ext in CONFIG_EXTENSIONS)
                 + tuple("prisma.config." + ext for ext in CONFIG_EXTENSIONS)
                 + tuple(os.path.join(".config", "prisma." + ext) for ext in CONFIG_EXTENSIONS))
@@ -83,7 +83,7 @@ def _unquote(text: str) -> str:
 
 
 def tokens(source: str) -> list:
-    """(kind, text) of a JavaScript / TypeScript source, comments and whitespace left out."""
+    """(kind, text, start, end) of a JavaScript / TypeScript source, comments and whitespace left out."""
     found = []
     for match in _TOKEN.finditer(source):
         kind = match.lastgroup
@@ -92,8 +92,16 @@ def tokens(source: str) -> list:
         text = match.group()
         if kind == "template":
             kind = "string" if "${" not in text else "expression"
-        found.append((kind, text))
+        found.append((kind, text, match.start(), match.end()))
     return found
+
+
+def _shown(source: str, toks: list, start: int, end: int) -> str:
+    """toks[start:end] as written in the file, on one line, shortened."""
+    if start >= end:
+        return ""
+    text = " ".join(source[toks[start][2]:toks[end - 1][3]].split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class NotLiteral(Exception):
@@ -123,19 +131,17 @@ _DIRNAMES = ("__dirname", "import.meta.dirname")
 _JOINS = ("path.join", "path.resolve", "join", "resolve", "posix.join", "path.posix.join")
 
 
-def _value(toks: list, start: int, end: int, config_dir: str) -> str:
+def _value(source: str, toks: list, start: int, end: int, config_dir: str) -> str:
     """The path a value toks[start:end] fixes, absolute; NotLiteral when the file computes it."""
     part = toks[start:end]
-    shown = " ".join(text for _kind, text in part)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
+    shown = _shown(source, toks, start, end)
     if len(part) == 1 and part[0][0] == "string":
         return os.path.normpath(os.path.join(config_dir, _unquote(part[0][1])))
     # path.join('db', 'schema.prisma'), path.resolve(__dirname, 'db')
     if (len(part) >= 3 and part[0][0] == "name" and part[0][1] in _JOINS and part[1][1] == "("
             and part[-1][1] == ")"):
         pieces, expect_arg = [], True
-        for kind, text in part[2:-1]:
+        for kind, text, _start, _end in part[2:-1]:
             if expect_arg and kind == "string":
                 pieces.append(_unquote(text))
             elif expect_arg and kind == "name" and text in _DIRNAMES and not pieces:
@@ -152,11 +158,11 @@ def _value(toks: list, start: int, end: int, config_dir: str) -> str:
 
 def _top_object(toks: list) -> int | None:
     """Index of the `{` that opens the exported config object: defineConfig({ ... }) or export default { ... }."""
-    for i, (kind, text) in enumerate(toks):
+    for i, (kind, text, _start, _end) in enumerate(toks):
         if kind == "name" and text.split(".")[-1] == "defineConfig" and i + 2 < len(toks) \
                 and toks[i + 1][1] == "(" and toks[i + 2][1] == "{":
             return i + 2
-    for i, (kind, text) in enumerate(toks):
+    for i, (kind, text, _start, _end) in enumerate(toks):
         if kind == "name" and text in ("export", "module.exports") and i + 1 < len(toks):
             j = i + 1
             if text == "export":
@@ -176,7 +182,7 @@ def _keys(toks: list, open_index: int) -> dict:
     found = {}
     i = open_index + 1
     while i < len(toks) and toks[i][1] != "}":
-        kind, text = toks[i]
+        kind, text = toks[i][:2]
         if kind in ("name", "string") and i + 1 < len(toks) and toks[i + 1][1] == ":":
             key = _unquote(text) if kind == "string" else text
             end = _span(toks, i + 2)
@@ -208,26 +214,26 @@ def read_config(path: str) -> dict:
     if top is None:
         return {"schema": "computed:the exported config object", "migrations_path": "computed:the exported config object"}
     keys = _keys(toks, top)
-    spread = "computed:" + " ".join(t for _k, t in toks[keys["..."][0]:keys["..."][1]])[:80] if "..." in keys else None
+    spread = "computed:" + _shown(source, toks, *keys["..."]) if "..." in keys else None
     found = {"schema": spread, "migrations_path": spread}
     if "schema" in keys:
-        found["schema"] = _read(toks, keys["schema"], config_dir)
+        found["schema"] = _read(source, toks, keys["schema"], config_dir)
     if "migrations" in keys:
         start, end = keys["migrations"]
         if toks[start][1] == "{":
             inner = _keys(toks, start)
             if "path" in inner:
-                found["migrations_path"] = _read(toks, inner["path"], config_dir)
+                found["migrations_path"] = _read(source, toks, inner["path"], config_dir)
             elif "..." in inner:
-                found["migrations_path"] = "computed:" + " ".join(t for _k, t in toks[start:keys["migrations"][1]])[:80]
+                found["migrations_path"] = "computed:" + _shown(source, toks, start, end)
         else:
-            found["migrations_path"] = "computed:" + " ".join(t for _k, t in toks[start:end])[:80]
+            found["migrations_path"] = "computed:" + _shown(source, toks, start, end)
     return found
 
 
-def _read(toks: list, span: tuple, config_dir: str) -> str:
+def _read(source: str, toks: list, span: tuple, config_dir: str) -> str:
     try:
-        return _value(toks, span[0], span[1], config_dir)
+        return _value(source, toks, span[0], span[1], config_dir)
     except NotLiteral as exc:
         return "computed:" + str(exc)
 

@@ -151,9 +151,10 @@ def test_containerised_host_reaches_the_app_with_docker_exec(lab):
 def test_app_tree_env_file_and_role(lab):
     problems = []
     for name, host in lab.items():
-        proc = ssh(host, "stat -c '%%U %%a' %s && test -f %s/src/prisma/db/schema.prisma "
+        proc = ssh(host, "stat -c '%%U %%a' %s && test -f %s/%s "
                          "&& test -f %s/migration_lock.toml && test -d %s"
-                   % (host["lab_env_file"], BACKEND, host["lab_migrations_dir"], host["lab_backup_dir"]))
+                   % (host["lab_env_file"], BACKEND, host["lab_schema_path"], host["lab_migrations_dir"],
+                      host["lab_backup_dir"]))
         if proc.returncode != 0 or proc.stdout.split() != ["app", "600"]:
             problems.append((name, proc.stdout, proc.stderr))
         if host["lab_scenario"] == "containerised":
@@ -163,6 +164,28 @@ def test_app_tree_env_file_and_role(lab):
         if proc.stdout.strip() != "f":
             problems.append((name, "app role", proc.stdout, proc.stderr))
     assert not problems, problems
+
+
+def test_the_prisma7_host_is_a_prisma7_project_in_its_own_layout(lab):
+    """lab-prisma7: the real 7.10.1 CLI, a config at the project root naming db/schema.prisma and db/migrations,
+    nothing under prisma/; the inventory names neither the folder nor the deploy command (the roles find them);
+    its own `npx prisma migrate deploy` answers P3009, and the read-only module finds the layout over SSH."""
+    host = lab["lab-prisma7"]
+    assert host["recover_migrations_dir"] == "" and host["recover_deploy_command"] == []
+    version = ssh(host, "runuser -l app -c 'cd %s && npx prisma --version'" % BACKEND)
+    assert re.search(r"^prisma\s+:\s+7\.10\.1$", version.stdout, re.M), version.stdout + version.stderr
+    assert "Node.js" in version.stdout and "v20." in version.stdout, version.stdout
+    assert ssh(host, "test ! -e %s/prisma && test -f %s/prisma.config.ts" % (BACKEND, BACKEND)).returncode == 0
+    blocked = ssh(host, "runuser -l app -c 'cd %s && npx prisma migrate deploy'" % BACKEND)
+    assert blocked.returncode != 0 and "P3009" in blocked.stdout + blocked.stderr, blocked.stdout + blocked.stderr
+    # 7.x prints the database it will touch, from the config's datasource.
+    assert 'Datasource "db": PostgreSQL database "schooliat"' in blocked.stdout + blocked.stderr
+    found = adhoc("prisma_ops.migrate.prisma_project_info", "project_dir=%s" % BACKEND)
+    assert found["lab-prisma7"]["migrations_dir"] == BACKEND + "/db/migrations", found["lab-prisma7"]
+    assert found["lab-prisma7"]["schema_source"] == "config"
+    assert found["lab-prisma7"]["deploy_command"] == [BACKEND + "/node_modules/.bin/prisma", "migrate", "deploy"]
+    # The 6.x hosts keep their schema under src/prisma/db, which their config names too.
+    assert found["lab-notapplied"]["migrations_dir"] == BACKEND + "/src/prisma/db/migrations"
 
 
 def test_second_up_rebuilds_nothing_and_keeps_hosts(lab):
@@ -220,7 +243,7 @@ def test_fleet_in_batches_stops_past_max_fail_and_skips_an_unreachable_host(lab,
     for name, host in lab.items():
         host["inventory_name"] = name
     before = {name: lab_history(host) for name, host in lab.items()}
-    # Batches of 3 in inventory order: [applied, notapplied, partial], [byhand, pending, healthy], [docker].
+    # Batches of 3 in inventory order: [applied, notapplied, partial], [byhand, pending, healthy], [docker, prisma7].
     # lab-partial stops at the plan (partial evidence): 1 of 3 is over 20 %, so Ansible ends the batch right
     # after that task, before any host of it wrote anything, and no later batch starts.
     first = recover(tmp_path, "-e", '{"recover_serial": 3, "recover_max_fail_percentage": 20}')
@@ -238,11 +261,11 @@ def test_fleet_in_batches_stops_past_max_fail_and_skips_an_unreachable_host(lab,
     flat = " ".join(output.split())  # the yaml callback folds long lines
     assert second.returncode != 0, output[-3000:]
     assert second.stdout.count("PLAY [Recover failed Prisma migrations]") == 3
-    assert "FLEET: 7 host(s): 4 recovered, 0 already in sync, 2 stopped for review, 0 failed, 1 unreachable" in flat, \
+    assert "FLEET: 8 host(s): 5 recovered, 0 already in sync, 2 stopped for review, 0 failed, 1 unreachable" in flat, \
         output[-4000:]
     assert "lab-healthy: unreachable" in flat
     assert "lab-healthy could not be reached, so nothing was done there" in flat
-    for name in ("lab-applied", "lab-notapplied", "lab-pending", "lab-docker"):
+    for name in ("lab-applied", "lab-notapplied", "lab-pending", "lab-docker", "lab-prisma7"):
         rows = lab_history(lab[name])
         failed = [r for r in rows if r[1] == "f" and r[2] == "f"]
         applied = {r[0] for r in rows if r[1] == "t" and r[2] == "f"}

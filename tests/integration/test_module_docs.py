@@ -26,6 +26,8 @@ MODULES = {
     "pg_restore": ("path", "backup_dir", "confirm", "history_matches", "pre_restore_backup"),
     "prisma_drift_check": ("migrations_dir", "shadow_url", "backup_max_age", "findings", "failing_kinds"),
     "prisma_drift_report": ("dest", "results", "formats", "keep", "failing_hosts"),
+    "prisma_project_info": ("project_dir", "schema_path", "migrations_dir", "config_file", "deploy_command",
+                            "project_layout_unknown"),
 }
 
 

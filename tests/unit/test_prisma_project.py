@@ -55,7 +55,10 @@ LITERAL_CONFIGS = [
 COMPUTED_CONFIGS = [
     ("schema", "export default defineConfig({ schema: process.env.PRISMA_SCHEMA ?? 'prisma/schema.prisma' })\n",
      "process.env.PRISMA_SCHEMA"),
-    ("schema", "export default defineConfig({ schema: path.join(process.cwd(), 'db') })\n", "process.cwd"),
+    ("schema", "export default defineConfig({ schema: path.join(process.cwd(), 'db') })\n",
+     "(path.join(process.cwd(), 'db'))"),
+    ("schema", "export default defineConfig({ schema: process.env.PRISMA_SCHEMA ??\n    'prisma/schema.prisma' })\n",
+     "(process.env.PRISMA_SCHEMA ?? 'prisma/schema.prisma')"),
     ("schema", "const schema = 'db/schema.prisma'\nexport default defineConfig({ schema })\n", "schema"),
     ("schema", "export default defineConfig({ schema: `${root}/schema.prisma` })\n", "${root}"),
     ("schema", "export default defineConfig({ ...base, datasource: { url: env('DATABASE_URL') } })\n", "base"),
@@ -177,7 +180,7 @@ def test_a_huge_config_is_read_only_up_to_its_limit(tmp_path):
 
 
 def test_tokens_keep_strings_whole_and_drop_comments():
-    found = tokens("a: 'x // not a comment', // comment\n b: \"/* no */\" /* c */ `t`")
+    found = [tok[:2] for tok in tokens("a: 'x // not a comment', // comment\n b: \"/* no */\" /* c */ `t`")]
     assert ("string", "'x // not a comment'") in found and ("string", '"/* no */"') in found
     assert ("string", "`t`") in found and not any("comment" in text and kind != "string" for kind, text in found)
 
