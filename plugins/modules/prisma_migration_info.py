@@ -219,6 +219,26 @@ migrations:
         engine:
           description: Which engine wrote the log, native or driver_adapter, or unknown.
           type: str
+    log_hint:
+      description:
+        - For a failed migration, which statement of its C(migration.sql) the failed row's log points at, read from
+          the log's C(Position:) block (native engine) or from the object its error names. Null for other states.
+        - A hint for the operator only. No verdict, recommendation or action reads it; RV(evidence) decides from the
+          live schema. It names a statement only when exactly one fits, and says how it read the log.
+      type: dict
+      contains:
+        sqlstate:
+          description: The SQLSTATE the log gives (the native engine's C(Database error code)), or null.
+          type: str
+        message:
+          description: The database's error message, cleaned of control characters and clipped.
+          type: str
+        statement_index:
+          description: The 1-based index (as in RV(evidence)) of the statement the log points at, or null.
+          type: int
+        how:
+          description: How the log was read, or why it names no statement.
+          type: str
 failed_migrations:
   description:
     - Names of failed migrations (the ones that block deploy).
@@ -228,7 +248,9 @@ failed_migrations:
   type: list
   elements: str
 failures:
-  description: For each failed migration, its name, start time, attempts and parsed database error.
+  description:
+    - For each failed migration, its name, start time, attempts, parsed database error and C(log_hint) (as in
+      RV(migrations[].log_hint): a hint, never a decision).
   returned: success
   type: list
   elements: dict
@@ -404,6 +426,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.connection impo
     server_info,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import collect_baseline, collect_evidence
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.failure_log import log_hint
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import build_report, read_history
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import read_migrations_dir
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.module_run import run_module
@@ -418,6 +441,24 @@ def _database_size(conn):
         except Exception:  # pylint: disable=broad-except  # an optional figure must not fail the read
             conn.rollback()
             return None
+
+
+def _log_hints(history: dict, local, result: dict, secrets) -> None:
+    """log_hint on each failed migration: reported for the operator, read by nothing that decides."""
+    logs = {row.migration_name: row.logs for row in history["rows"] if row.is_failed}  # the last failed row wins
+    by_name = {}
+    for entry in result["migrations"]:
+        if entry["state"] != "failed":
+            entry["log_hint"] = None
+            continue
+        migration = local.get(entry["name"]) if local else None
+        hint = log_hint(logs.get(entry["name"]), migration.script if migration else None)
+        for key in ("message", "how"):
+            if hint[key]:
+                hint[key] = scrub(hint[key], secrets)
+        entry["log_hint"] = by_name[entry["name"]] = hint
+    for failure in result["failures"]:
+        failure["log_hint"] = by_name.get(failure["name"])
 
 
 def run(module: AnsibleModule) -> dict:
@@ -439,6 +480,7 @@ def run(module: AnsibleModule) -> dict:
         server = server_info(conn)
         database_size = _database_size(conn)
         result = build_report(history, local)
+        _log_hints(history, local, result, spec.secrets)
         if module.params["evidence"]:
             # Only the failed migrations, and only reads here: the replay writes in its own scratch database.
             replay_input = {} if module.params["replay_input"] else None

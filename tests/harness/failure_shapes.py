@@ -37,6 +37,14 @@ same DDL on the same server; PostgreSQL's catalogs are transactional). A file wi
 has each shape built committed in a copy (CREATE DATABASE ... TEMPLATE), exactly as the engine leaves it.
 Then N is applied to the chain. The replay runs once per (project, N) with replay.replay_in in a fresh
 database; each case judges a copy of its result.
+
+Which Prisma versions can leave each shape (Shape.left_by, decided with tests/harness/native_engine.py): native
+Prisma 6.x-7.3 sends the file whole (nothing, what the file's own COMMITs kept, or everything with the row
+failed); native Prisma >= 7.4 sends it one statement at a time when sqlparser 0.61 parses it (every prefix: there
+"partial" is the ordinary failure) and whole when it cannot; the JS engine splits on ';' (every prefix up to the
+first statement the split breaks). Every shape is still built and judged, whoever leaves it: a shape no engine
+leaves (left_by empty) is what a hand edit, a crash or another tool can leave, and the verdict must be right there
+too. The figures per family count only the shapes that family leaves.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from tests.harness.native_engine import FAMILIES, committed_prefix, runs
 from tests.harness.pgcluster import Database, PgCluster, Role
 
 CORPUS_ROOT = Path(__file__).resolve().parents[1] / "failure_corpus"
@@ -98,23 +107,6 @@ def no_lasting_effect(statement) -> bool:
     return statement.is_transaction_control or statement.node_type == "VariableSetStmt"
 
 
-def committed_prefix(statements: list, k: int) -> int:
-    """How many leading statements hold after statements 1..k ran one at a time and the connection then closed.
-
-    An open BEGIN is rolled back with the connection: what holds ends before it (or at the last COMMIT).
-    """
-    held, open_block = 0, False
-    for position, statement in enumerate(statements[:k], start=1):
-        kind = statement.kind
-        if kind == "begin":
-            open_block = True
-        elif kind in ("commit", "rollback"):
-            open_block = False
-        if not open_block:
-            held = position
-    return held
-
-
 def right_verdicts(statements: list, held: int) -> frozenset:
     if all(no_lasting_effect(s) for s in statements[:held]):
         return NOT_APPLIED_OK
@@ -132,14 +124,23 @@ class Shape:
     run: tuple = ()          # statement texts to send one at a time (None: the whole file in one query)
     whole: bool = False
     error: dict | None = None
+    left_by: frozenset = frozenset()  # the engine families (native_engine.FAMILIES) whose failed deploy leaves it
 
 
 def plan_shapes(script: str) -> list:
-    """Every state a failed deploy of this file can leave, with the verdicts right for each."""
+    """Every state a failed deploy of this file can leave, with the verdicts right for each and who leaves it."""
     statements = _parse(script)
     total = len(statements)
-    shapes = [Shape("not_applied", 0, right_verdicts(statements, 0), "nothing of the file committed"),
-              Shape("stuck_applied", total, APPLIED_OK, "the whole file committed, the history row failed", whole=True)]
+    engines = runs(script, statements)
+    states = {family: run.states() for family, run in engines.items()}
+
+    def left_by(held: int) -> frozenset:
+        return frozenset(family for family in FAMILIES if held in states[family])
+
+    shapes = [Shape("not_applied", 0, right_verdicts(statements, 0), "nothing of the file committed",
+                    left_by=left_by(0)),
+              Shape("stuck_applied", total, APPLIED_OK, "the whole file committed, the history row failed", whole=True,
+                    left_by=left_by(total))]
     seen = {0, total}
     for k in range(1, total):
         held = committed_prefix(statements, k)
@@ -151,18 +152,19 @@ def plan_shapes(script: str) -> list:
         if held != k:
             why += " (an open BEGIN rolled back: 1-%d hold)" % held
         shapes.append(Shape(name, held, right_verdicts(statements, held), why,
-                            run=tuple(s.sql for s in statements[:k])))
+                            run=tuple(s.sql for s in statements[:k]), left_by=left_by(held)))
     tables = [position for position, s in enumerate(statements, start=1) if s.kind == "create_table"]
     if tables:
         # The table, and what its definition needs from earlier in the file (types, extensions), made by hand;
-        # then deploy failed on "already exists" at that table.
+        # then deploy failed on "already exists" at that table: every family that gets that far leaves it.
         upto = tables[0]
         shapes.append(Shape("hand_made_table", upto, right_verdicts(statements, upto),
                             "table %s (and statements 1-%d before it) made by hand first; deploy failed on 'already "
                             "exists'" % (statements[upto - 1].target, upto - 1) if upto > 1 else
                             "table %s made by hand first; deploy failed on 'already exists'" % statements[0].target,
                             run=tuple(s.sql for s in statements[:upto] if not s.is_transaction_control),
-                            error=HAND_MADE_ERROR))  # by hand: committed, whatever the file's BEGIN says
+                            error=HAND_MADE_ERROR,  # by hand: committed, whatever the file's BEGIN says
+                            left_by=frozenset(f for f in FAMILIES if engines[f].held_after_failure(upto) is not None)))
     return shapes
 
 
@@ -182,6 +184,7 @@ class CaseResult:
     probe_verdict: str | None
     shadow_status: str | None
     note: str = ""
+    left_by: frozenset = frozenset()
 
     @property
     def key(self) -> tuple:
@@ -191,7 +194,7 @@ class CaseResult:
         return {"project": self.project, "migration": self.migration, "shape": self.shape, "mode": self.mode,
                 "verdict": self.verdict, "right": sorted(self.right), "outcome": self.outcome,
                 "reason": self.reason, "probe_verdict": self.probe_verdict, "shadow_status": self.shadow_status,
-                "note": self.note}
+                "note": self.note, "left_by": sorted(self.left_by)}
 
 
 def _set_path(cur, schema: str) -> None:
@@ -259,7 +262,7 @@ class Judge:
                 outcome = "wrong" if verdict in ("applied", "not_applied") else "safe_wrong"
             results.append(CaseResult(self.project.name, self.name, shape.name, mode, verdict, shape.right, outcome,
                                       entry.get("reason", ""), entry.get("probe_verdict"),
-                                      (entry.get("shadow") or {}).get("status")))
+                                      (entry.get("shadow") or {}).get("status"), left_by=shape.left_by))
         return results
 
     def adjudicate(self, results: list, shape: Shape) -> None:
@@ -402,6 +405,17 @@ class Summary:
                          "safe_wrong": sum(r.outcome == "safe_wrong" for r in rows),
                          "unknown": sum(r.verdict == "unknown" for r in rows),
                          "unknown_rate": round(sum(r.verdict == "unknown" for r in rows) / len(rows), 3) if rows else 0.0}
+        return out
+
+    def per_family(self) -> dict:
+        """Per engine family (and "none": shapes no Prisma engine leaves), per mode: cases, wrong, unknown."""
+        out = {}
+        for family in FAMILIES + ("none",):
+            rows = [r for r in self.results if (family in r.left_by if family != "none" else not r.left_by)]
+            out[family] = {mode: {"cases": sum(r.mode == mode for r in rows),
+                                  "wrong": sum(r.mode == mode and r.outcome == "wrong" for r in rows),
+                                  "unknown": sum(r.mode == mode and r.verdict == "unknown" for r in rows)}
+                           for mode in MODES}
         return out
 
     def wrong(self) -> dict:

@@ -4,7 +4,9 @@ tests/failure_corpus holds Prisma projects' migration histories written in the s
 tests/harness/failure_shapes.py builds each failure shape of each migration for real on PostgreSQL 15 and judges
 it with evidence.judge_migration, by the probes alone (the hosts without CREATEDB or shadow_url) and with the
 replay (replay.replay_in in a fresh database on the same cluster). The bar: no applied / not_applied verdict
-outside the shape's right verdicts, in either mode. Figures go to the test output and tests/output/.
+outside the shape's right verdicts, in either mode. Figures go to the test output and tests/output/, overall and
+per Prisma engine family (tests/harness/native_engine.py: which shapes native 6.x-7.3, native >= 7.4 and the JS
+engine can leave; "none" counts the shapes only a hand edit or a crash leaves, judged all the same).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.harness.failure_shapes import MODES, Summary, plan_shapes, projects, run_project
+from tests.harness.native_engine import FAMILIES, NATIVE_SPLIT, NATIVE_WHOLE
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output" / "failure_corpus.json"
 
@@ -37,11 +40,12 @@ def test_every_failure_shape_of_every_corpus_migration_in_both_modes(pg_cluster,
         summary.results.extend(run_project(pg_cluster, project, owner, on_migration=seen))
 
     figures = summary.per_mode()
+    families = summary.per_family()
     wrong = summary.wrong()
     verdicts = Counter((r.mode, r.verdict) for r in summary.results)
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({
-        "cases_per_mode": expected_shapes, "per_mode": figures,
+        "cases_per_mode": expected_shapes, "per_mode": figures, "per_family": families,
         "verdicts": {mode: {v: n for (m, v), n in sorted(verdicts.items()) if m == mode} for mode in MODES},
         "wrong": [r.as_dict() for r in wrong.values()],
         "safe_wrong": [r.as_dict() for r in summary.results if r.outcome == "safe_wrong"],
@@ -51,8 +55,13 @@ def test_every_failure_shape_of_every_corpus_migration_in_both_modes(pg_cluster,
             "%s: %d wrong, %d safe-but-wrong, unknown %.1f%%" % (
                 mode, figures[mode]["wrong"], figures[mode]["safe_wrong"], 100 * figures[mode]["unknown_rate"])
             for mode in MODES))
+    per_family = "; ".join("%s: %d cases, %d wrong, unknown %d/%d (probes/replay)" % (
+        family, families[family]["probes"]["cases"], families[family]["probes"]["wrong"]
+        + families[family]["replay"]["wrong"], families[family]["probes"]["unknown"], families[family]["replay"]["unknown"])
+        for family in FAMILIES + ("none",))
     with capsys.disabled():
         print("\n" + line + " (details: %s)" % OUTPUT)
+        print("per engine family, cases per mode: " + per_family)
 
     # Every shape was judged in both modes, and every replay ran (a replay error would leave the probes alone).
     assert figures["probes"]["cases"] == figures["replay"]["cases"] == expected_shapes
@@ -61,6 +70,11 @@ def test_every_failure_shape_of_every_corpus_migration_in_both_modes(pg_cluster,
     shapes = Counter(r.shape.split("_")[0] for r in summary.results if r.mode == "probes")
     assert shapes["not"] == shapes["stuck"] == len(replays) and shapes["partial"] > 0 and shapes["hand"] > 0
     assert {key: (r.verdict, r.reason) for key, r in wrong.items()}.keys() == KNOWN_WRONG.keys(), line
+    # Every family leaves shapes of the corpus, and 7.4+ (per statement) leaves the partial ones 6.x-7.3 cannot.
+    partial_by = Counter(f for r in summary.results if r.mode == "probes" and r.shape.split("_")[0] in ("partial", "all")
+                         for f in r.left_by)
+    assert all(families[f]["probes"]["cases"] > 0 for f in FAMILIES), families
+    assert partial_by[NATIVE_SPLIT] > 2 * partial_by[NATIVE_WHOLE] > 0, partial_by
 
 
 def test_the_harness_catches_a_wrong_verdict_and_clears_only_a_proven_no_op(pg_cluster, tmp_path, monkeypatch):
