@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.prisma import major
 from tests.harness.scenario import GUARDIANS, INIT, local_inventory, make_p3009, write_env_file
 from tests.integration.test_complete import fail_then_shape
 from tests.integration.test_recover_local import HOST, files, in_sync, playbook, recap, rows
@@ -231,6 +232,7 @@ def test_too_little_disk_for_the_backup_stops_before_any_write(project, db, host
     assert not backup_dir.exists() or files(backup_dir) == []
 
 
+@pytest.mark.both_prisma_clis
 def test_a_deploy_that_cannot_load_its_schema_stops_before_the_backup(project, db, host, tmp_path):
     """The deploy command names a schema path that is not there (as a Prisma 7 project with its schema under db/
     does with the role's default command): the CLI check in preflight stops the host with the CLI's own message,
@@ -251,19 +253,26 @@ def test_a_deploy_that_cannot_load_its_schema_stops_before_the_backup(project, d
     assert rows(db) == before and dumps(tmp_path) == []
 
 
+@pytest.mark.both_prisma_clis
 def test_a_cli_that_targets_another_database_stops_before_the_backup(project, db, host, tmp_path, pg_cluster):
-    """The project's schema reads its URL from another variable than the modules' .env (OTHER_URL, set in the
-    deploy's environment): the CLI would deploy to another database. Stop, nothing written on either."""
+    """The project's Prisma configuration reads its URL from another variable than the modules' .env (OTHER_URL, set
+    in the deploy's environment): the CLI would deploy to another database. Stop, nothing written on either."""
     make_p3009(project, db, "not_applied")
     other = pg_cluster.create_database()
     try:
         before, others = rows(db), other.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
-        schema = project.root / "prisma" / "schema.prisma"
-        schema.write_text(schema.read_text().replace('env("DATABASE_URL")', 'env("OTHER_URL")'))
-        config = project.root / "prisma.config.ts"
-        config.write_text(config.read_text().replace("process.env.DATABASE_URL", "process.env.OTHER_URL"))
+        config = project.root / project.config_name
+        if major(project.version) >= 7:
+            # 7.x: the URL is the config's datasource.url, the schema has none.
+            config.write_text(config.read_text().replace("env('DATABASE_URL')", "env('OTHER_URL')"))
+        else:
+            # 6.x: the schema's url (checked at start-up) and the adapter's connection string in the config.
+            project.schema_file.write_text(project.schema_file.read_text().replace('env("DATABASE_URL")',
+                                                                                   'env("OTHER_URL")'))
+            config.write_text(config.read_text().replace("process.env.DATABASE_URL", "process.env.OTHER_URL"))
+        assert "OTHER_URL" in config.read_text()
         from tests.harness.scenario import deploy_environment
-        environment = dict(deploy_environment(), OTHER_URL=other.url())
+        environment = dict(deploy_environment(project), OTHER_URL=other.url())
 
         proc = playbook(host(recover_deploy_environment=environment))
 
