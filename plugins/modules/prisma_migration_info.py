@@ -250,7 +250,7 @@ failed_migrations:
 failures:
   description:
     - For each failed migration, its name, start time, attempts, parsed database error and C(log_hint) (as in
-      RV(migrations[].log_hint): a hint, never a decision).
+      RV(migrations[].log_hint) - a hint, never a decision).
   returned: success
   type: list
   elements: dict
