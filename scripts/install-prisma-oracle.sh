@@ -4,7 +4,7 @@
 # Offline-safe: npm install scripts are skipped (they would try to download the native engines).
 #   6.19.3 runs its JS/wasm schema engine through @prisma/adapter-pg (../shared/notes/offline-prisma.md).
 #   7.10.1 always spawns the native schema-engine binary; the tests point it at
-#   tests/harness/prisma7_engine/schema-engine-shim.mjs (run from the checkout, not copied), which
+#   tests/harness/prisma7_engine/schema-engine.sh (run from the checkout, not copied), whose .mjs stand-in
 #   needs adapter-pg 7.10.1, pg and the wasm-bindgen glue of @prisma/schema-engine-wasm.
 # One stamp per version: a rerun with both installed does nothing.
 # PRISMA_VERSION=<v> installs only that version; PRISMA_ORACLE_HOME moves the 6.19.3 install (the

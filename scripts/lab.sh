@@ -23,16 +23,16 @@ repo=$PWD
 cache=${LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/lab}
 oracle=${PRISMA_ORACLE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/prisma-6.19.3}
 oracle7=${XDG_CACHE_HOME:-$HOME/.cache}/prisma_ops_migrate/prisma-7.10.1
-shim7=$repo/tests/harness/prisma7_engine/schema-engine-shim.mjs
+shim7=$repo/tests/harness/prisma7_engine
 mirror=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 inventory=$repo/lab/inventory.yml
 fault_inventory=$repo/lab/inventory_faults.yml
 key=$cache/ssh/id_ed25519
-base_image=prisma-ops-lab-base:bookworm
-label=prisma-ops-lab
+base_image="prisma-ops-lab-base:bookworm"
+label="prisma-ops-lab"
 # The fault hosts carry their own label, so `down`/`reset` of the lab (Molecule's create and destroy)
 # leave them alone and the reverse.
-fault_label=prisma-ops-lab-faults
+fault_label="prisma-ops-lab-faults"
 group_label=$label
 app_dir=/opt/schooliat/repo/Backend
 failing=20240301000000_grades
@@ -132,7 +132,7 @@ build_images() {
                   "$oracle/package-lock.json"; echo "$base_id"; } | sha256sum | cut -c1-12)
   lab_image=prisma-ops-lab:$key_hash
   docker_image=prisma-ops-lab-docker:$key_hash
-  lab7_image=prisma-ops-lab-prisma7:$( { echo "$key_hash"; hash_inputs "$oracle7/package-lock.json" "$shim7" "$node_bin"; } \
+  lab7_image=prisma-ops-lab-prisma7:$( { echo "$key_hash"; hash_inputs "$oracle7/package-lock.json" "$shim7/schema-engine.sh" "$shim7/schema-engine-shim.mjs" "$node_bin"; } \
                                         | sha256sum | cut -c1-12)
   if ! docker image inspect "$lab_image" >/dev/null 2>&1; then
     say "building $lab_image (log: $cache/logs/build.log)"
@@ -159,7 +159,7 @@ build_images() {
     context=$cache/build-context-prisma7
     rm -rf "$context"
     mkdir -p "$context"
-    cp -a "$repo/lab/image/prisma7.Dockerfile" "$repo/lab/image/prisma7-offline.sh" "$shim7" "$context/"
+    cp -a "$repo/lab/image/prisma7.Dockerfile" "$repo/lab/image/prisma7-offline.sh" "$shim7/schema-engine.sh" "$shim7/schema-engine-shim.mjs" "$context/"
     cp "$node_bin" "$context/node"
     cp -al "$oracle7/node_modules" "$context/node_modules" 2>/dev/null || cp -a "$oracle7/node_modules" "$context/node_modules"
     DOCKER_BUILDKIT=0 docker build --network host --build-arg "LAB_IMAGE=$lab_image" -t "$lab7_image" \

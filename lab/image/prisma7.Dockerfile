@@ -9,9 +9,9 @@ FROM ${LAB_IMAGE}
 COPY node /usr/local/bin/node
 RUN rm -rf /opt/schooliat/repo/Backend/node_modules
 COPY node_modules /opt/schooliat/repo/Backend/node_modules
-COPY schema-engine-shim.mjs prisma7-offline.sh /opt/lab/
+COPY schema-engine.sh schema-engine-shim.mjs prisma7-offline.sh /opt/lab/
 # Lab only: node_modules/.bin/prisma becomes a wrapper that points the CLI at the schema-engine stand-in
 # (Prisma 7 spawns a native engine binary that cannot be downloaded here), then runs the real 7.10.1 CLI.
 RUN ln -sf /opt/lab/prisma7-offline.sh /opt/schooliat/repo/Backend/node_modules/.bin/prisma \
- && chmod 0755 /opt/lab/prisma7-offline.sh /opt/lab/schema-engine-shim.mjs /usr/local/bin/node \
+ && chmod 0755 /opt/lab/prisma7-offline.sh /opt/lab/schema-engine.sh /usr/local/bin/node \
  && node --version

@@ -4,7 +4,7 @@ Two CLIs, both from the cache filled by scripts/install-prisma-oracle.sh:
 - prisma 6.19.3 (the default) runs its JS/wasm schema engine through @prisma/adapter-pg, selected in
   its prisma.config.ts (see ../shared/notes/offline-prisma.md);
 - prisma 7.10.1 spawns the native schema-engine binary, which cannot be downloaded here: cli_env points
-  PRISMA_SCHEMA_ENGINE_BINARY at prisma7_engine/schema-engine-shim.mjs, which runs the wasm engine
+  PRISMA_SCHEMA_ENGINE_BINARY at prisma7_engine/schema-engine.sh, whose schema-engine-shim.mjs runs the wasm engine
   shipped inside prisma 7.10.1 (see ../shared/notes/prisma7.md).
 DATABASE_URL goes through the environment only.
 """
@@ -23,7 +23,7 @@ PRISMA_VERSIONS = ("6.19.3", "7.10.1")
 HARNESS = Path(__file__).resolve().parent
 FILES = HARNESS / "prisma_files"
 # Run from the checkout (never copied into the cache): the 7.x CLI's stand-in schema engine.
-ENGINE_SHIM = HARNESS / "prisma7_engine" / "schema-engine-shim.mjs"
+ENGINE_SHIM = HARNESS / "prisma7_engine" / "schema-engine.sh"  # runs schema-engine-shim.mjs
 
 SCHEMA = """datasource db {
   provider = "postgresql"

@@ -302,7 +302,7 @@ def test_cli_method_runs_the_projects_prisma_without_the_url_on_argv(failed):
     # (--datasource {"url": ...}); 6.19.3 runs its engine in-process here. Out of the module's reach: it warns.
     with_secret = [argv for seen in engine.values() for argv in seen if any(secret in a for a in argv)]
     if major(project.version) >= 7:
-        assert with_secret and all(any(a.endswith("schema-engine-shim.mjs") for a in argv) for argv in with_secret), \
+        assert with_secret and all(any(a.endswith(("schema-engine.sh", "schema-engine-shim.mjs")) for a in argv) for argv in with_secret), \
             engine
     else:
         assert with_secret == [], with_secret

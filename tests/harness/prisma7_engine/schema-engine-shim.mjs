@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // Test harness only: a stand-in for the native `schema-engine` binary of Prisma 7.10.1.
 //
 // Why: Prisma 7's `migrate` commands always spawn the native binary, which the CLI downloads at
