@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where a Prisma project keeps its schema, its migrations and its CLI, found as the Prisma CLI finds them.
 
-- The config file: `prisma7.config.*` first (Prisma 7.10 lets a Prisma 7 project live beside Prisma 8 and run as
-  `node_modules/.bin/prisma7`), then `prisma.config.*`, then `.config/prisma.*`, extensions ts, mts, cts, js,
-  mjs, cjs. Its `schema` and `migrations.path` are read where they are values the file itself fixes: string
+- The config file: `prisma7.config.*` and `.config/prisma7.*` first (Prisma 7.10 lets a Prisma 7 project live
+  beside Prisma 8 and run as `node_modules/.bin/prisma7`), then `prisma.config.*`, `.config/prisma.*` and
+  `.config/prisma.config.*` (each also as a folder's `index.*`), extensions js, ts, mjs, cjs, mts, cts. Its `schema` and `migrations.path` are read where they are values the file itself fixes: string
   literals, template literals without `${}`, and `path.join` / `path.resolve` of those (with `__dirname` or
   `import.meta.dirname`). Relative paths are relative to the config file's directory, as Prisma resolves them.
   The file is never run: a value computed any other way (an environment variable, a function) is refused with the
@@ -24,11 +24,16 @@ from dataclasses import dataclass
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
-CONFIG_EXTENSIONS = ("ts", "mts", "cts", "js", "mjs", "cjs")
-# In the order the CLI looks (7.10 reads prisma7.config.* first, whichever of its binaries runs).
+# In the order Prisma 7.10's @prisma/config looks (the prisma7 names first, whichever of its binaries runs; then
+# c12's lookup of the `prisma` name: a file, or a folder's index file, at the root, then in .config/).
+CONFIG_EXTENSIONS = ("js", "ts", "mjs", "cjs", "mts", "cts")
 CONFIG_NAMES = (tuple("prisma7.config." + ext for ext in CONFIG_EXTENSIONS)
-                + tuple("prisma.config." + ext for ext in CONFIG_EXTENSIONS)
-                + tuple(os.path.join(".config", "prisma." + ext) for ext in CONFIG_EXTENSIONS))
+                + tuple(os.path.join(".config", "prisma7." + ext) for ext in CONFIG_EXTENSIONS)
+                + tuple(name
+                        for base in ("prisma.config", os.path.join(".config", "prisma"),
+                                     os.path.join(".config", "prisma.config"))
+                        for name in (tuple(base + "." + ext for ext in CONFIG_EXTENSIONS)
+                                     + tuple(os.path.join(base, "index." + ext) for ext in CONFIG_EXTENSIONS))))
 DEFAULT_SCHEMAS = (os.path.join("prisma", "schema.prisma"), "schema.prisma")
 # A config file is a few hundred bytes; a bigger one is not read whole.
 CONFIG_LIMIT = 256 * 1024
@@ -260,6 +265,19 @@ def _package_schema(project_dir: str) -> str | None:
     return os.path.normpath(os.path.join(project_dir, schema)) if isinstance(schema, str) and schema else None
 
 
+def _computed(value: str | None) -> bool:
+    return bool(value) and value.startswith("computed:")
+
+
+def _computed_refusal(shown_config: str, config: str, what: str, value: str, also_set: str) -> PrismaOpsError:
+    """The one answer to a config value the file computes: what it computes, shown as written, and the options to set
+    instead (the migrations folder always: it is found from the schema otherwise)."""
+    return PrismaOpsError(
+        "%s computes %s (%s), which is not read without running the file: set %sthe migrations folder "
+        "(migrations_dir; the roles' recover_migrations_dir, drift_check_migrations_dir). Nothing was changed"
+        % (shown_config, what, value[len("computed:"):], also_set), code="project_layout_unknown", config_file=config)
+
+
 def discover(project_dir: str, schema_path: str | None = None, migrations_dir: str | None = None) -> ProjectLayout:
     """The project's layout; `schema_path` / `migrations_dir` (the operator's, relative to project_dir) win over
     what is found. PrismaOpsError when the config computes a value that is not given, naming the option to set."""
@@ -272,12 +290,9 @@ def discover(project_dir: str, schema_path: str | None = None, migrations_dir: s
 
     if schema_path:
         schema, schema_source = os.path.normpath(os.path.join(project_dir, schema_path)), "option"
-    elif values["schema"] and values["schema"].startswith("computed:"):
-        raise PrismaOpsError(
-            "%s computes its schema path (%s), which is not read without running the file: set the schema path "
-            "(schema_path; the recover role's recover_schema_path) and the migrations folder (migrations_dir; "
-            "recover_migrations_dir, drift_check_migrations_dir). Nothing was changed"
-            % (shown_config, values["schema"][len("computed:"):]), code="project_layout_unknown", config_file=config)
+    elif _computed(values["schema"]):
+        raise _computed_refusal(shown_config, config, "its schema path", values["schema"],
+                                "the schema path (schema_path; the recover role's recover_schema_path) and ")
     elif values["schema"]:
         schema, schema_source = values["schema"], "config"
     else:
@@ -291,12 +306,8 @@ def discover(project_dir: str, schema_path: str | None = None, migrations_dir: s
 
     if migrations_dir:
         migrations, migrations_source = os.path.normpath(os.path.join(project_dir, migrations_dir)), "option"
-    elif values["migrations_path"] and values["migrations_path"].startswith("computed:"):
-        raise PrismaOpsError(
-            "%s computes migrations.path (%s), which is not read without running the file: set the migrations "
-            "folder (migrations_dir; the roles' recover_migrations_dir, drift_check_migrations_dir). Nothing was "
-            "changed" % (shown_config, values["migrations_path"][len("computed:"):]),
-            code="project_layout_unknown", config_file=config)
+    elif _computed(values["migrations_path"]):
+        raise _computed_refusal(shown_config, config, "migrations.path", values["migrations_path"], "")
     elif values["migrations_path"]:
         migrations, migrations_source = values["migrations_path"], "config"
     else:

@@ -123,11 +123,10 @@ class CliResult:
 
     @property
     def error_code(self) -> str | None:
-        """The P-code the CLI printed (`Error: P3009`), if any."""
-        for line in self.output.splitlines():
-            if line.startswith("Error: P") and len(line.strip()) == 12:
-                return line.strip()[len("Error: "):]
-        return None
+        """The P-code the CLI printed, if any: `Error: P3009` (migrate's errors) or `Error code: P1012` (schema
+        validation, as in a 7.x schema that still has `url`)."""
+        found = re.search(r"^Error(?: code)?: (P\d{4})\s*$", self.output, re.M)
+        return found.group(1) if found else None
 
 
 @dataclass
