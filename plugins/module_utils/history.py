@@ -178,14 +178,19 @@ def parse_failure_log(logs: str | None) -> dict | None:
             message = match.group(1).strip()
             break
     if message is None:
-        message = logs.strip().splitlines()[0][:500]
+        # A driver adapter's mapped error (`No such table: X`, `Foreign key constraint failed: X`) comes on the line
+        # after its `external connector error` header, before the engine's span trace (`   0: ...`, `at ...`).
+        lines = [line.strip() for line in logs.strip().splitlines() if line.strip()]
+        said = [line for line in lines if line != "external connector error"
+                and not re.match(r"(?:\d+: |at |with )", line)]
+        message = (said[0] if said else lines[0])[:500]
     if "P3018" in logs or "Database error code" in logs or "A migration failed to apply" in logs:
         engine = "native"
     elif "external connector error" in logs:
         engine = "driver_adapter"
     else:
         engine = "unknown"
-    name_match = re.search(r"Migration name:\s*(\S+)", logs)
+    name_match = re.search(r"Migration name:\s*(\S+)", logs) or re.search(r'with migration_name="([^"]+)"', logs)
     return {"sqlstate": sqlstate, "message": message, "engine": engine,
             "migration_name": name_match.group(1) if name_match else None}
 

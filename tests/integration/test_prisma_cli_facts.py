@@ -110,3 +110,24 @@ def test_a_failed_migration_blocks_deploy_with_p3009_and_status_after_a_resolve(
     assert "P3009" not in status.output
     deploy = project.deploy()
     assert deploy.returncode == 0 and GUARDIANS in deploy.output, deploy.output
+
+
+@pytest.mark.both_prisma_clis
+@pytest.mark.parametrize("sql, said", [
+    ('ALTER TABLE "Nope" ADD COLUMN "x" INTEGER;', "No such table: Nope"),
+    ('CREATE TABLE "P" ("id" INTEGER PRIMARY KEY, "u" INTEGER);\nINSERT INTO "P" VALUES (1, 99);\n'
+     'ALTER TABLE "P" ADD CONSTRAINT "P_u_fkey" FOREIGN KEY ("u") REFERENCES "User"("id");',
+     "Foreign key constraint failed: P_u_fkey"),
+    ('ALTER TABLE "User" ADD COLUMN "email" TEXT;', 'column "email" of relation "User" already exists'),
+])
+def test_the_failed_rows_error_is_what_the_driver_adapter_said(db, project, info, sql, said):
+    """@prisma/adapter-pg maps some PostgreSQL errors to its own kinds (no ERROR line, no SQLSTATE in the log):
+    the info's error message is still the adapter's words, never its `external connector error` header."""
+    add(project, INIT)
+    assert project.deploy().returncode == 0
+    project.add_migration("20250101000000_x", sql + "\n")
+    assert project.deploy().returncode == 1
+    result = info(migrations_dir=str(project.migrations_dir))
+    failed = [m for m in result["migrations"] if m["state"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"]["engine"] == "driver_adapter", result["migrations"]
+    assert failed[0]["error"]["message"] == said and failed[0]["error"]["migration_name"] == "20250101000000_x"

@@ -172,7 +172,7 @@ def test_failed_blocks_deploy():
     assert entry["finished_at"] is None and entry["rolled_back_at"] is None
     assert entry["logs"] == DRIVER_ADAPTER_LOG
     assert entry["error"] == {"sqlstate": None, "message": "division by zero", "engine": "driver_adapter",
-                              "migration_name": None}
+                              "migration_name": "20250102000000_multi"}
     assert report["deploy_blocked"] is True
     assert report["failed_migrations"] == [B]
     assert "failed" not in report  # a truthy "failed" key would fail the Ansible task
@@ -506,8 +506,26 @@ def test_parse_driver_adapter_log():
         "sqlstate": None,
         "message": "division by zero",
         "engine": "driver_adapter",
-        "migration_name": None,
+        "migration_name": "20250102000000_multi",
     }
+
+
+# What @prisma/adapter-pg leaves in the row's logs when it maps the PostgreSQL error to one of its own kinds (seen
+# with the real 6.19.3 and 7.10.1 CLIs: undefined table, foreign key violation, undefined column, a unique
+# violation it calls a null constraint, a kind the 7.10.1 wasm engine does not know): no ERROR line, no SQLSTATE.
+@pytest.mark.parametrize("said", [
+    "No such table: Nope",
+    "Foreign key constraint failed: P_u_fkey",
+    "Error accessing result set, column not found: nope",
+    "Null constraint failed: ",
+    "Error in the underlying connector (WASM_ERROR): Error: unknown variant `InvalidInputValue`, expected one of "
+    "`GenericJs`, `UnsupportedNativeDataType`",
+])
+def test_parse_driver_adapter_mapped_error_keeps_what_the_adapter_said(said):
+    logs = DRIVER_ADAPTER_LOG.replace("Error querying the database: ERROR: division by zero", said)
+    parsed = parse_failure_log(logs)
+    assert parsed["message"] == said.strip() and parsed["message"] != "external connector error"
+    assert (parsed["sqlstate"], parsed["engine"]) == (None, "driver_adapter")
 
 
 @pytest.mark.parametrize("logs", [None, "", "   ", " \n\t\n"])
