@@ -20,8 +20,8 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.advisory_lock i
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 # Every kind of finding, in report order. drift_check_fail_on names these.
-HISTORY_KINDS = ("history_relation", "failed", "pending", "modified", "missing_locally", "rolled_back", "baseline_needed",
-                 "missing_scripts")
+HISTORY_KINDS = ("history_relation", "provider_mismatch", "failed", "pending", "modified", "missing_locally",
+                 "rolled_back", "baseline_needed", "missing_scripts")
 SCHEMA_KINDS = ("schema", "schema_not_checked")
 OPERATIONS_KINDS = ("lock", "backup")
 ERROR_KINDS = ("error", "unreachable")
@@ -77,6 +77,10 @@ def history_findings(report: dict) -> list:
         # Deploy cannot use it (history.relation_finding): blocked like a failed migration.
         findings.append({"kind": "history_relation", "object": report.get("table_kind"),
                          "detail": report["table_finding"]})
+    provider = report.get("provider_finding")
+    if provider:
+        # P3019: deploy refuses the whole folder (history.provider_finding says why and what to do).
+        findings.append({"kind": "provider_mismatch", "object": provider["lock_provider"], "detail": provider["message"]})
     if report.get("baseline_needed"):
         findings.append({"kind": "baseline_needed", "object": None,
                          "detail": "the schema has tables but no _prisma_migrations table: deploy refuses with P3005"})
@@ -393,7 +397,8 @@ def run_check(conn, spec, local, checks=CHECKS, scope: str = "all", shadow_url: 
         result["checks"]["history"] = {
             "status": check_status(found), "summary": report["summary"], "deploy_blocked": report["deploy_blocked"],
             "in_sync": report["in_sync"], "baseline_needed": report["baseline_needed"], "table_exists": report["table_exists"],
-            "counts": report["counts"], "failed": report["failed_migrations"], "pending": report["pending"],
+            "counts": report["counts"], "provider_finding": report["provider_finding"],
+            "failed": report["failed_migrations"], "pending": report["pending"],
             "modified": report["modified"], "missing_locally": report["missing_locally"],
             "rolled_back": report["rolled_back"], "will_deploy": report["will_deploy"], "findings": found}
         result["findings"] += found

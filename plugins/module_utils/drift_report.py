@@ -113,6 +113,7 @@ def _metrics(record: dict, up: bool) -> dict:
         for key, name, _help in _HISTORY_METRICS:
             metrics[name] = sum(1 for f in history.get("findings") or () if f["kind"] == key)
         metrics["baseline_needed"] = 1 if history.get("baseline_needed") else 0
+        metrics["provider_mismatch"] = sum(1 for f in history.get("findings") or () if f["kind"] == "provider_mismatch")
     if up and schema.get("status") not in (None, "skipped"):
         metrics["schema_checked"] = 1 if schema.get("checked") else 0
         if schema.get("checked"):
@@ -226,6 +227,7 @@ _PROM_METRICS = (
     ("failing", "1 when the host has a finding of a drift_check_fail_on kind."),
 ) + tuple((name, text) for _key, name, text in _HISTORY_METRICS) + (
     ("baseline_needed", "1 when the schema has tables but no _prisma_migrations (P3005)."),
+    ("provider_mismatch", "1 when migration_lock.toml names another provider than postgresql (deploy refuses, P3019)."),
     ("schema_checked", "1 when the live schema was compared with a shadow replay, 0 when it could not be."),
     ("schema_differences", "Differences between the live schema and the replay of the migrations."),
     ("lock_held", "1 while Prisma's advisory lock 72707369 is held."),

@@ -12,13 +12,14 @@ The rules follow prisma-engines (see ../shared/reference/prisma-migrate.md secti
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import (
-    MigrationsDir, checksum_matches, prisma_sort_key,
+    LOCKFILE, MigrationsDir, checksum_matches, prisma_sort_key, provider_finding,
 )
 
 MIGRATIONS_TABLE = "_prisma_migrations"
@@ -267,13 +268,16 @@ def build_report(history: dict, local: MigrationsDir | None) -> dict:
     will_deploy = [n for n in local_order if entries[n]["will_deploy"]]
     failed = names_in("failed")
     finding = history.get("table_finding")
-    # Deploy cannot use a history relation that is not a plain table (see relation_finding).
-    deploy_blocked = bool(failed) or bool(finding)
+    provider = provider_finding(local.provider, local.lockfile_present, local.path) if local else None
+    # Deploy cannot use a history relation that is not a plain table (see relation_finding), nor a folder whose
+    # lockfile names another provider (P3019, before it reads any row).
+    deploy_blocked = bool(failed) or bool(finding) or bool(provider)
     result = {
         "schema_exists": history["schema_exists"],
         "table_exists": history["table_exists"],
         "table_kind": history.get("table_kind"),
         "table_finding": finding,
+        "provider_finding": provider,
         "baseline_needed": history["baseline_needed"],
         "deploy_blocked": deploy_blocked,
         "migrations": migrations,
@@ -303,6 +307,12 @@ def build_report(history: dict, local: MigrationsDir | None) -> dict:
 def summarize(result: dict, dir_checked: bool) -> str:
     """One line an operator can read at 3 a.m."""
     parts = []
+    provider = result.get("provider_finding")
+    if provider:
+        parts.append("deploy blocked (P3019): %s names %s, not postgresql (a history written for another database: "
+                     "make a PostgreSQL baseline, never db push)" % (
+                         LOCKFILE, "no provider" if provider["lock_provider"] is None
+                         else "provider %s" % json.dumps(provider["lock_provider"])))
     if result.get("table_finding"):
         parts.append(result["table_finding"])
     if result["failed_migrations"]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from dataclasses import dataclass, field
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 
 LOCKFILE = "migration_lock.toml"
+# The only provider this collection handles; the lockfile must name it verbatim (P3019 otherwise).
+EXPECTED_PROVIDER = "postgresql"
+_PROVIDER_PREFIX = "provider = "
 SCRIPT = "migration.sql"
 
 # ICU root collation order of printable ASCII at the primary level (letters compare case-blind).
@@ -129,15 +133,58 @@ class MigrationsDir:
 
 
 def read_lockfile_provider(text: str) -> str | None:
-    """The provider from migration_lock.toml: the first line starting with `provider`."""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("provider"):
-            value = stripped[len("provider"):].strip()
-            if value.startswith("="):
-                value = value[1:].strip()
-            return value.strip('"').strip("'")
+    """The provider Prisma reads from migration_lock.toml, or None when no line starts with `provider`.
+
+    As the schema engine does (checked on 6.19.3 and 7.10.1): the first line that starts with `provider` (an
+    indented one does not), minus a leading `provider = ` and any `"` at either end, nothing else. So
+    `provider="postgresql"` reads as `provider="postgresql` and `provider = 'postgresql'` as `'postgresql'`: both
+    differ from postgresql, and deploy refuses them with P3019.
+    """
+    for line in text.split("\n"):  # Rust's str::lines(): \n or \r\n only, not str.splitlines()' other breaks
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line.startswith("provider"):
+            if line.startswith(_PROVIDER_PREFIX):
+                line = line[len(_PROVIDER_PREFIX):]
+            return line.strip('"')
     return None
+
+
+def _lenient_provider(value: str) -> str:
+    """What a malformed provider line meant (quotes, spaces, `provider`, `=` dropped): only to word the advice."""
+    value = value.strip()
+    if value.startswith("provider"):
+        value = value[len("provider"):].lstrip(" \t=")
+    return value.split("#")[0].strip().strip("\"'").lower()
+
+
+def provider_finding(provider: str | None, lockfile_present: bool, path: str | None = None) -> dict | None:
+    """P3019: why `prisma migrate deploy` refuses this migrations folder on PostgreSQL, or None when it does not.
+
+    provider is read_lockfile_provider()'s value. No lockfile at all is fine (Prisma checks only a lockfile that
+    exists); a lockfile without a provider line is refused too (Prisma reads `<PROVIDER NOT FOUND>`).
+    """
+    if not lockfile_present or provider == EXPECTED_PROVIDER:
+        return None
+    where = "%s in %s" % (LOCKFILE, path) if path else LOCKFILE
+    refusal = ("prisma migrate deploy refuses with P3019 (and so do migrate status and migrate resolve), because %s"
+               % where)
+    if provider is None:
+        said = "has no line starting with provider"
+    else:
+        said = "names provider %s" % json.dumps(provider)
+    if provider is None or _lenient_provider(provider) in (EXPECTED_PROVIDER, "postgres"):
+        # Most likely a PostgreSQL history whose lockfile line was edited by hand: Prisma compares it verbatim.
+        advice = ("where Prisma wants exactly provider = \"postgresql\"; if these migrations were written for "
+                  "PostgreSQL, write that line as it is, otherwise generate a PostgreSQL history (a new baseline "
+                  "with prisma migrate diff or migrate dev on a PostgreSQL database)")
+    else:
+        advice = ("so these migrations were written for another database and cannot be applied to PostgreSQL; "
+                  "generate a PostgreSQL history (a new baseline with prisma migrate diff --from-empty "
+                  "--to-schema-datamodel, or prisma migrate dev on a PostgreSQL database, then migrate resolve "
+                  "--applied on this database)")
+    message = "%s %s, %s, and never run prisma db push on production." % (refusal, said, advice)
+    return {"code": "P3019", "lock_provider": provider, "expected": EXPECTED_PROVIDER, "message": message}
 
 
 def read_migrations_dir(path: str, read_scripts: bool = True) -> MigrationsDir:

@@ -141,9 +141,40 @@ baseline_needed:
   type: bool
 deploy_blocked:
   description: Some row has C(finished_at) and C(rolled_back_at) both NULL, so deploy refuses with P3009; or the
-    history is not a plain table (RV(table_finding)).
+    history is not a plain table (RV(table_finding)); or C(migration_lock.toml) names another provider, so deploy
+    refuses with P3019 (RV(provider_finding)).
   returned: success
   type: bool
+provider_finding:
+  description:
+    - Null when C(migration_lock.toml) names C(postgresql) exactly, when there is no lockfile, or when no
+      O(migrations_dir) was given. Otherwise C(prisma migrate deploy) (and C(migrate status), C(migrate resolve))
+      refuses the folder with P3019 before it reads any row; RV(deploy_blocked) is then true and the host is not in
+      sync.
+    - Prisma compares the lockfile's first line starting with C(provider), minus C(provider = ) and double quotes,
+      verbatim - so C(provider="postgresql") or an indented line is refused too.
+    - The migrations were written for another database (a SQLite history, say) - the fix is a PostgreSQL history
+      (a new baseline), never C(prisma db push) on production. This collection does not write anything for it.
+  returned: success
+  type: dict
+  sample:
+    code: P3019
+    lock_provider: sqlite
+    expected: postgresql
+    message: "prisma migrate deploy refuses with P3019 (and so do migrate status and migrate resolve), because ..."
+  contains:
+    code:
+      description: Always C(P3019).
+      type: str
+    lock_provider:
+      description: The provider as Prisma reads it from the lockfile, or null when no line starts with C(provider).
+      type: str
+    expected:
+      description: Always C(postgresql).
+      type: str
+    message:
+      description: One sentence - what Prisma does, why, and what the operator must do.
+      type: str
 in_sync:
   description:
     - True when the table exists, nothing is failed, nothing is left to deploy, nothing was edited after apply and
@@ -469,8 +500,6 @@ def run(module: AnsibleModule) -> dict:
     local = None
     if module.params["migrations_dir"]:
         local = read_migrations_dir(module.params["migrations_dir"])
-        if local.provider and local.provider != "postgresql":
-            module.warn("migration_lock.toml names provider %r, not postgresql: Prisma would refuse with P3019" % local.provider)
     conn = connect(spec, application_name="prisma_ops.migrate/prisma_migration_info")
     try:
         with conn.cursor() as cur:
@@ -480,6 +509,8 @@ def run(module: AnsibleModule) -> dict:
         server = server_info(conn)
         database_size = _database_size(conn)
         result = build_report(history, local)
+        if result["provider_finding"]:
+            module.warn(result["provider_finding"]["message"])  # the finding's own words, built in one place
         _log_hints(history, local, result, spec.secrets)
         if module.params["evidence"]:
             # Only the failed migrations, and only reads here: the replay writes in its own scratch database.

@@ -308,7 +308,7 @@ def test_an_unknown_fail_on_kind_is_one_clear_error(pg_cluster, tmp_path):
                                                                              drift_check_fail_on=["edited"])})
     proc = playbook(inventory)
     assert proc.returncode == 2
-    assert "fail_on: unknown kind 'edited'; valid kinds are history_relation, failed, pending, modified" in proc.stdout
+    assert "fail_on: unknown kind 'edited'; valid kinds are history_relation, provider_mismatch, failed, pending, modified" in proc.stdout
     pg_cluster.drop_database(db.name)
 
 

@@ -82,7 +82,7 @@ def test_host_states_follow_fail_on(fleet):
 
 
 def test_fail_on_with_an_unknown_kind_is_one_clear_error():
-    with pytest.raises(PrismaOpsError, match=r"unknown kinds 'edited', 'nope'; valid kinds are history_relation, failed, pending"):
+    with pytest.raises(PrismaOpsError, match=r"unknown kinds 'edited', 'nope'; valid kinds are history_relation, provider_mismatch, failed, pending"):
         drift_report.build_fleet({}, fail_on=["failed", "edited", "nope"])
 
 
@@ -219,14 +219,17 @@ def test_schema_differences_become_findings_and_a_table_carries_its_parts():
 
 
 def test_history_findings_cover_every_kind():
-    report = {"baseline_needed": True, "failed_migrations": ["b"], "pending": ["c"], "modified": ["a"],
+    report = {"provider_finding": {"code": "P3019", "lock_provider": "sqlite", "expected": "postgresql",
+                                   "message": "deploy refuses with P3019"},
+              "baseline_needed": True, "failed_migrations": ["b"], "pending": ["c"], "modified": ["a"],
               "missing_locally": ["z"], "rolled_back": ["d", "gone"], "will_deploy": ["d", "c"], "missing_scripts": [],
               "failures": [{"name": "b", "error": {"message": "relation \"X\" already exists", "sqlstate": "42P07"}}]}
     found = drift.history_findings(report)
     assert [(f["kind"], f["object"]) for f in found] == [
-        ("baseline_needed", None), ("failed", "b"), ("pending", "c"), ("modified", "a"), ("missing_locally", "z"),
-        ("rolled_back", "d")]
-    assert found[1]["detail"] == 'b: failed (deploy blocked, P3009): relation "X" already exists (SQLSTATE 42P07)'
+        ("provider_mismatch", "sqlite"), ("baseline_needed", None), ("failed", "b"), ("pending", "c"), ("modified", "a"),
+        ("missing_locally", "z"), ("rolled_back", "d")]
+    assert found[0]["detail"] == "deploy refuses with P3019"
+    assert found[2]["detail"] == 'b: failed (deploy blocked, P3009): relation "X" already exists (SQLSTATE 42P07)'
 
 
 @pytest.mark.parametrize("seconds,text", [(5, "5s"), (65, "1m 5s"), (3600, "1h"), (7320, "2h 2m"), (90000, "1d 1h"),

@@ -182,10 +182,18 @@ def test_legacy_unpadded_hex_accepted_when_length_is_not_64():
 @pytest.mark.parametrize("text, expected", [
     (LOCK_TOML, "postgresql"),
     ('provider = "mysql"\n', "mysql"),
-    ("provider = 'sqlite'\n", "sqlite"),
-    ('provider="cockroachdb"\n', "cockroachdb"),
+    # What the schema engine reads (each printed back in its P3019 message by 6.19.3 and 7.10.1): only a leading
+    # `provider = ` and double quotes at either end go; anything else stays, so it differs from postgresql.
+    ("provider = 'sqlite'\n", "'sqlite'"),
+    ('provider="cockroachdb"\n', 'provider="cockroachdb'),
+    ('provider="postgresql"\n', 'provider="postgresql'),
+    ('provider\t= "postgresql"\n', 'provider\t= "postgresql'),
+    ('provider = "postgresql" # c\n', 'postgresql" # c'),
+    ('provider = postgresql\n', "postgresql"),
     ('# comment\n\nprovider = "postgresql"\nprovider = "mysql"\n', "postgresql"),
-    ('provider = "postgresql"\r\n', "postgresql"),
+    ('provider = "sqlite"\nprovider = "postgresql"\n', "sqlite"),
+    ('# x\r\nprovider = "postgresql"\r\n', "postgresql"),
+    ('  provider = "postgresql"\n', None),  # indented: Prisma finds no provider line
     ("# nothing here\n", None),
     ("", None),
 ])
