@@ -12,7 +12,8 @@ version_added: 1.0.0
 description:
   - History drift, from C(_prisma_migrations) and the migrations folder, as C(prisma_migration_info) sees it - failed
     migrations (deploy blocked, P3009), pending ones, ones edited after apply, applied ones missing on disk, rolled-back
-    ones that deploy will re-run, migrations without C(migration.sql), and a needed baseline (P3005).
+    ones that deploy will re-run, migrations without C(migration.sql), a needed baseline (P3005), and a lockfile that
+    names another provider than C(postgresql) (P3019, a C(provider_mismatch) finding).
   - Schema drift - the live schema compared with a shadow replay of the migrations folder in a scratch database
     (O(shadow_url), or a temporary database when the user has CREATEDB), listing each extra, missing or changed table,
     column (type, nullability, default), index, constraint, enum label, view, sequence, function, trigger and extension.
@@ -100,7 +101,9 @@ options:
   fail_on:
     description:
       - Kinds of finding that set RV(fail). Kinds - C(history_relation) (C(_prisma_migrations) is a view or another
-        relation that is not a plain table - deploy cannot use it), C(failed), C(pending), C(modified),
+        relation that is not a plain table - deploy cannot use it), C(provider_mismatch) (C(migration_lock.toml)
+        names another provider than C(postgresql), so deploy refuses with P3019; the detail is the message of
+        M(prisma_ops.migrate.prisma_migration_info)'s C(provider_finding)), C(failed), C(pending), C(modified),
         C(missing_locally), C(rolled_back), C(baseline_needed), C(missing_scripts), C(schema), C(schema_not_checked),
         C(lock), C(backup), C(error), C(unreachable).
     type: list
@@ -183,6 +186,7 @@ checks:
   description:
     - One entry per check run (C(history), C(schema), C(operations)), each with C(status) (C(ok), C(drift),
       C(not_checked)) and its C(findings).
+    - C(history) also has C(provider_finding), as M(prisma_ops.migrate.prisma_migration_info) returns it.
     - C(schema) also has C(checked), C(reason) (why it was not checked), C(database) (C(temporary),
       C(shadow_url) or C(controller)), C(scope), C(replayed) (migrations replayed), C(count) and C(truncated).
     - C(operations) has C(lock) (C(held), C(holder), C(age_seconds), C(waiters)) and C(backup) (C(checked), C(path),
