@@ -11,9 +11,10 @@ short_description: Find a Prisma project's schema, migrations folder, config fil
 version_added: 1.0.0
 description:
   - Reads the project folder on the host, never runs anything in it and never connects to a database.
-  - The config file is looked for in the order the Prisma CLI uses - C(prisma7.config.*) (read first by Prisma 7.10,
-    which can live beside Prisma 8 as C(node_modules/.bin/prisma7)), C(prisma.config.*), C(.config/prisma.*), each
-    with the extensions C(ts), C(mts), C(cts), C(js), C(mjs), C(cjs).
+  - The config file is looked for in the order the Prisma 7.10 CLI uses - C(prisma7.config.*) and
+    C(.config/prisma7.*) (read first, so a Prisma 7 project can live beside Prisma 8 as C(node_modules/.bin/prisma7)),
+    then C(prisma.config.*), C(.config/prisma.*) and C(.config/prisma.config.*), each also as a folder's C(index.*),
+    with the extensions C(js), C(ts), C(mjs), C(cjs), C(mts), C(cts).
   - The config's C(schema) and C(migrations.path) are read where the file fixes them - string literals, template
     literals without substitutions, and C(path.join) or C(path.resolve) of those (with C(__dirname) or
     C(import.meta.dirname)), relative to the config file's folder. A value the file computes otherwise (from an
@@ -21,7 +22,7 @@ description:
     set, never a guess.
   - Without a config file - C(package.json)'s C(prisma.schema), else C(prisma/schema.prisma), else
     C(schema.prisma). The migrations folder, unless the config names it, is C(migrations) beside the schema.
-  - The CLI is C(node_modules/.bin/prisma7) when the config is a C(prisma7.config.*) and that binary is there,
+  - The CLI is C(node_modules/.bin/prisma7) when the config is a C(prisma7) one and that binary is there,
     else C(node_modules/.bin/prisma). RV(deploy_command) passes C(--schema) only when no config names the schema or
     when O(schema_path) is given, since a Prisma 7 CLI reads its schema from the config.
 author:

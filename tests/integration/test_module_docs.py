@@ -28,6 +28,7 @@ MODULES = {
     "prisma_drift_report": ("dest", "results", "formats", "keep", "failing_hosts"),
     "prisma_project_info": ("project_dir", "schema_path", "migrations_dir", "config_file", "deploy_command",
                             "project_layout_unknown"),
+    "prisma_recover_plan": ("before", "overrides", "partial_strategy", "previews", "to_preview", "recommended_action"),
 }
 
 

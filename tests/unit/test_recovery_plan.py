@@ -1,0 +1,171 @@
+"""The recovery plan (module_utils/recovery_plan.py) as pure functions: the whole action table (verdict x override x
+partial strategy x check mode), the evidence's recommendation only ever making a step safer, the completion previews,
+the stops before any step, and the printed plan."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import ACTIONS
+from ansible_collections.prisma_ops.migrate.plugins.module_utils.recovery_plan import (
+    ACTION_TABLE, OVERRIDE_ACTIONS, PARTIAL_STRATEGIES, VERDICTS, apply_previews, decide, plan, plan_lines,
+)
+
+pytestmark = pytest.mark.unit
+
+NAME = "20240301000000_grades"
+
+
+def before(verdict: str | None = "not_applied", recommended: str | None = "", **extra) -> dict:
+    evidence = {} if verdict is None else {NAME: {
+        "verdict": verdict, "reason": "why " + verdict,
+        "recommended_action": ACTIONS.get(verdict, "stop") if recommended == "" else recommended}}
+    found = {"failed_migrations": [NAME], "evidence": evidence, "summary": "deploy blocked (P3009)", "in_sync": False,
+             "will_deploy": []}
+    found.update(extra)
+    return found
+
+
+# What each cell must be, written out rather than derived from ACTION_TABLE, so the table itself is under test.
+EXPECTED = {
+    ("applied", "proven"): "applied", ("applied", "complete"): "applied", ("applied", "stop"): "applied",
+    ("not_applied", "proven"): "rolled_back", ("not_applied", "complete"): "rolled_back",
+    ("not_applied", "stop"): "rolled_back",
+    ("partial", "proven"): "complete", ("partial", "complete"): "complete", ("partial", "stop"): "stop",
+    ("unknown", "proven"): "stop", ("unknown", "complete"): "stop", ("unknown", "stop"): "stop",
+}
+
+
+@pytest.mark.parametrize("verdict, override, strategy, check_mode", list(itertools.product(
+    VERDICTS, (None,) + OVERRIDE_ACTIONS, PARTIAL_STRATEGIES, (False, True))))
+def test_every_cell_of_the_action_table(verdict, override, strategy, check_mode):
+    overrides = {NAME: override} if override else {}
+    previews = {NAME: {"ran": [{"index": 2}, {"index": 3}], "proof": {"checked": strategy == "proven"}}}
+    result = plan({"before": before(verdict), "overrides": overrides, "partial_strategy": strategy,
+                   "previews": previews, "host": "h", "deploy_command": ["prisma", "migrate", "deploy"]},
+                  check_mode=check_mode)
+    step = result["plan"][0]
+    want = override or EXPECTED[(verdict, strategy)]
+    assert step["action"] == want and ACTION_TABLE[verdict][strategy] == EXPECTED[(verdict, strategy)]
+    assert step["source"] == ("override" if override else "evidence") and step["verdict"] == verdict
+    # The proof is required only where the plan chose to complete on its own under `proven`.
+    assert step["proof"] == ("required" if not override and strategy == "proven" else "auto")
+    assert result["changed"] is False and result["final"] is True
+    stopped = want == "stop"
+    assert result["stopped"] == ([NAME] if stopped else []) and bool(result["stop"]) is stopped
+    assert result["to_apply"] == ([NAME] if want == "applied" else [])
+    assert result["to_roll_back"] == ([NAME] if want == "rolled_back" else [])
+    assert result["to_complete"] == ([NAME] if want == "complete" else [])
+    assert result["will_deploy"] is (want == "rolled_back")
+    # Check mode changes the plan's first line only.
+    assert ("(check mode: nothing will change)" in result["lines"][0]) is check_mode
+    same = plan({"before": before(verdict), "overrides": overrides, "partial_strategy": strategy, "previews": previews,
+                 "host": "h", "deploy_command": ["prisma", "migrate", "deploy"]}, check_mode=not check_mode)
+    assert same["plan"] == result["plan"] and same["lines"][1:] == result["lines"][1:]
+
+
+@pytest.mark.parametrize("verdict", ["applied", "not_applied"])
+@pytest.mark.parametrize("recommended", ["stop", None, "resolve_something_new"])
+def test_the_evidence_recommending_a_stop_stops_whatever_the_verdict(verdict, recommended):
+    decided = decide(before(verdict, recommended=recommended))
+    assert decided["steps"][0]["action"] == "stop", decided
+    # The two recommendations that agree with the verdict let it through (the ordinary case).
+    assert decide(before(verdict))["steps"][0]["action"] == {"applied": "applied", "not_applied": "rolled_back"}[verdict]
+
+
+def test_an_override_is_the_operators_word_even_against_a_stop():
+    decided = decide(before("unknown"), overrides={NAME: "applied"})
+    assert decided["steps"][0]["action"] == "applied" and decided["steps"][0]["source"] == "override"
+
+
+def test_no_evidence_or_a_verdict_this_plan_does_not_know_stops():
+    assert decide(before(None))["steps"][0]["action"] == "stop"
+    assert decide(before("half_applied"))["steps"][0] == {
+        "name": NAME, "verdict": "unknown", "reason": "why half_applied", "source": "evidence", "action": "stop",
+        "proof": "required"}
+
+
+@pytest.mark.parametrize("overrides, strategy, said", [
+    ({NAME: "finish"}, "proven", "recover_overrides values must be applied, rolled_back or complete"),
+    ({NAME: "applied", "other": "push"}, "proven", "recover_overrides values must be"),
+    ({}, "yolo", "recover_partial_strategy must be proven, complete or stop, got yolo"),
+])
+def test_choices_the_plan_does_not_know_change_nothing(overrides, strategy, said):
+    with pytest.raises(PrismaOpsError) as raised:
+        decide(before(), overrides=overrides, partial_strategy=strategy)
+    assert said in raised.value.msg and raised.value.msg.endswith("nothing was changed")
+
+
+def test_completions_wait_for_their_previews_and_a_refused_one_stops():
+    first = plan({"before": before("partial"), "host": "h"})
+    assert first["final"] is False and first["to_preview"] == [NAME] and first["stop"] == ""
+    refused = apply_previews(first["plan"], {NAME: {"msg": "statement 4 cannot run in a transaction"}})
+    assert refused[0]["action"] == "stop"
+    assert refused[0]["reason"] == "completion refused: statement 4 cannot run in a transaction"
+    assert apply_previews(first["plan"], {})[0]["reason"] == "completion refused: no preview"
+    final = plan({"before": before("partial"), "host": "h", "previews": {NAME: {"msg": "no replay"}}})
+    assert final["stopped"] == [NAME] and NAME in final["stop"] and "completion refused: no replay" in final["stop"]
+    ran = plan({"before": before("partial"), "host": "h",
+                "previews": {NAME: {"ran": [{"index": 4}, {"index": 5}], "proof": {"checked": True}}}})
+    assert ran["plan"][0]["statements"] == [4, 5] and ran["plan"][0]["proven"] is True and ran["stop"] == ""
+    assert ran["lines"][1] == ("- %s: run 2 missing statements (4, 5), then resolve --applied, committed only if "
+                               "identical to a clean apply [evidence; verdict partial: why partial]" % NAME)
+
+
+def test_a_history_that_is_not_a_table_stops_before_any_step():
+    result = plan({"before": before("applied", table_finding="_prisma_migrations is a view"), "host": "h"})
+    assert result["plan"] == [] and result["lines"] == []
+    assert result["stop"] == "stopped before any change: _prisma_migrations is a view; then run again"
+
+
+def test_a_history_for_another_provider_stops_before_any_step():
+    finding = {"code": "P3019", "lock_provider": "sqlite", "expected": "postgresql",
+               "message": "migration_lock.toml names sqlite: Prisma refuses with P3019"}
+    result = plan({"before": before("applied", provider_finding=finding), "overrides": {NAME: "applied"}})
+    assert result["plan"] == [] and result["stop"] == ("stopped before any change: migration_lock.toml names sqlite: "
+                                                       "Prisma refuses with P3019")
+
+
+def test_a_baseline_is_marked_only_when_proven_and_asked():
+    proven = before(None, failed_migrations=[], baseline_needed=True,
+                    baseline={"status": "proven", "reason": "the prefix replays to the live schema",
+                              "prefix": ["a_init", "b_users"]})
+    asked = plan({"before": proven, "baseline": True, "host": "h"})
+    assert [(s["name"], s["action"], s["source"]) for s in asked["plan"]] == [
+        ("a_init", "applied", "baseline"), ("b_users", "applied", "baseline")]
+    assert asked["to_apply"] == ["a_init", "b_users"] and asked["stop"] == ""
+    not_asked = plan({"before": proven, "host": "h"})
+    assert not_asked["plan"] == [] and "Set recover_baseline=true to mark a_init, b_users applied" in not_asked["stop"]
+    unproven = dict(proven, baseline={"status": "unknown", "reason": "no prefix matches"})
+    stopped = plan({"before": unproven, "baseline": True})
+    assert "the evidence's baseline is unknown: no prefix matches." in stopped["stop"]
+    assert "Set recover_baseline" not in stopped["stop"]
+
+
+def test_the_printed_plan_names_the_backup_and_the_deploy():
+    result = plan({"before": before("not_applied"), "host": "lab-1", "deploy_command": ["npx", "prisma", "migrate",
+                   "deploy"], "backup_dir": "/var/backups/prisma_ops", "backup_reuse_within": "2h"})
+    assert result["lines"] == [
+        "PLAN for lab-1: deploy blocked (P3009)",
+        "- %s: resolve --rolled-back, then deploy re-runs it [evidence; verdict not_applied: why not_applied]" % NAME,
+        "backup: pg_backup into /var/backups/prisma_ops (reused within 2h)",
+        "deploy: npx prisma migrate deploy",
+    ]
+    off = plan({"before": before("applied"), "host": "lab-1", "backup": False, "deploy": False})
+    assert off["lines"][2:] == ["backup: OFF (recover_backup=false)", "deploy: skipped (recover_deploy=false)"]
+    applied = plan({"before": before("applied"), "host": "lab-1"})
+    assert applied["lines"][-1] == "deploy: nothing to deploy" and applied["will_deploy"] is False
+
+
+def test_nothing_to_do_says_whether_the_host_is_in_sync():
+    in_sync = before(None, failed_migrations=[], in_sync=True, summary="in sync")
+    assert plan({"before": in_sync, "host": "h"})["lines"] == ["PLAN for h: in sync", "nothing to do: the host is in sync"]
+    pending = before(None, failed_migrations=[], will_deploy=["c_new"], summary="1 to deploy")
+    result = plan({"before": pending, "host": "h", "deploy_command": ["prisma", "migrate", "deploy"]})
+    assert result["will_deploy"] is True and result["lines"][-1] == "deploy: prisma migrate deploy"
+    drifted = before(None, failed_migrations=[], summary="modified")
+    assert plan_lines("h", drifted, [], {"will_deploy": False}, True, [], True, "", "")[-1] == \
+        "nothing to do that this role can do (not in sync: see the history)"
