@@ -5,8 +5,9 @@
 
 - The config file: `prisma7.config.*` and `.config/prisma7.*` first (Prisma 7.10 lets a Prisma 7 project live
   beside Prisma 8 and run as `node_modules/.bin/prisma7`), then `prisma.config.*`, `.config/prisma.*` and
-  `.config/prisma.config.*` (each also as a folder's `index.*`), extensions js, ts, mjs, cjs, mts, cts. Its `schema` and `migrations.path` are read where they are values the file itself fixes: string
-  literals, template literals without `${}`, and `path.join` / `path.resolve` of those (with `__dirname` or
+  `.config/prisma.config.*` (each also as a folder's `index.*`), extensions js, ts, mjs, cjs, mts, cts. Its
+  `schema` and `migrations.path` are read where they are values the file itself fixes: string literals, template
+  literals without `${}`, and `path.join` / `path.resolve` of those (with `__dirname` or
   `import.meta.dirname`). Relative paths are relative to the config file's directory, as Prisma resolves them.
   The file is never run: a value computed any other way (an environment variable, a function) is refused with the
   option to set instead, never guessed.

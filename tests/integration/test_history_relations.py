@@ -192,7 +192,7 @@ def test_recover_stops_before_the_backup_and_names_the_relation(moved, tmp_path)
     assert proc.returncode != 0 and recap(proc)["failed"] == 1, proc.stdout
     text = " ".join((proc.stdout + proc.stderr).split())
     assert 'stopped before any change: "public"."_prisma_migrations" is a view, not a table' in text, text
-    assert "Plan | Record why this host stops (history relation)" in proc.stdout
+    assert "Plan | Record why this host stops (before any step)" in proc.stdout
     assert "Backup |" not in proc.stdout and files(tmp_path / "backups") == []
     assert history(db) == before
     report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
