@@ -180,9 +180,9 @@ def provider_finding(provider: str | None, lockfile_present: bool, path: str | N
                   "with prisma migrate diff or migrate dev on a PostgreSQL database)")
     else:
         advice = ("so these migrations were written for another database and cannot be applied to PostgreSQL; "
-                  "generate a PostgreSQL history (a new baseline with prisma migrate diff --from-empty "
-                  "--to-schema-datamodel, or prisma migrate dev on a PostgreSQL database, then migrate resolve "
-                  "--applied on this database)")
+                  "generate a PostgreSQL history (a new baseline with prisma migrate diff --from-empty --to-schema "
+                  "and the schema file (6.x: --to-schema-datamodel), or prisma migrate dev on a PostgreSQL database, "
+                  "then migrate resolve --applied on this database)")
     message = "%s %s, %s, and never run prisma db push on production." % (refusal, said, advice)
     return {"code": "P3019", "lock_provider": provider, "expected": EXPECTED_PROVIDER, "message": message}
 

@@ -36,7 +36,7 @@ from ansible_collections.prisma_ops.migrate.plugins.module_utils.history import 
     MIGRATIONS_TABLE, HistoryRow, quote_ident, read_history, require_writable, table_ref,
 )
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import (
-    MigrationsDir, script_checksum,
+    MigrationsDir, provider_finding, script_checksum,
 )
 
 STATES = ("applied", "rolled_back")
@@ -142,10 +142,9 @@ def _plan_applied(name: str, rows: list, table_exists: bool, local: MigrationsDi
             return NamePlan(name, "applied", "refused",
                             "migration %s has no readable migration.sql in %s (%s): Prisma takes the checksum from "
                             "that file" % (name, where, found.read_error or "unreadable"), "P3017")
-        if local.provider and local.provider != "postgresql":
-            return NamePlan(name, "applied", "refused",
-                            "migration_lock.toml in %s names provider %r, not postgresql" % (where, local.provider),
-                            "P3019")
+        wrong_provider = provider_finding(local.provider, local.lockfile_present, local.path)
+        if wrong_provider:
+            return NamePlan(name, "applied", "refused", wrong_provider["message"], "P3019")
         checksum = script_checksum(found.script)
     mine = [r for r in rows if r.migration_name == name]
     finished = [r for r in mine if r.finished_at is not None]

@@ -8,6 +8,7 @@ module writes anything to the database."""
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from ansible_collections.prisma_ops.migrate.plugins.module_utils import drift_report
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.migrations_dir import provider_finding
 from tests.harness.modules import run_module
-from tests.harness.scenario import GUARDIANS, make_p3009
+from tests.harness.scenario import GUARDIANS, local_inventory, make_p3009, write_env_file
+from tests.integration.test_recover_local import HOST, files, playbook, recap
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma]
 
@@ -134,3 +136,26 @@ def test_p3019_comes_before_p3009_and_both_are_reported(project, db):
     checked = drift(db, project, fail_on=())
     assert checked["kinds"][:2] == ["provider_mismatch", "failed"] and checked["fail"] is False
     assert database_state(db) == before
+
+
+def test_recover_stops_before_the_backup_on_p3019_with_prismas_reason(project, db, tmp_path):
+    """recover.yml on a host with a failed migration and a SQLite history: the plan stops before any step (no
+    resolve, whatever the evidence or an override says), before the backup, and nothing is written."""
+    make_p3009(project, db)
+    switch_to_sqlite(project)
+    write_env_file(project)
+    before = database_state(db)
+    inventory = local_inventory(tmp_path, project, db.name, sys.executable, host=HOST,
+                                recover_overrides={GUARDIANS: "rolled_back"})
+
+    proc = playbook(inventory)
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1, proc.stdout
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert "stopped before any change: prisma migrate deploy refuses with P3019" in text, text
+    assert 'names provider "sqlite"' in text and "never run prisma db push on production" in text
+    assert "Backup |" not in proc.stdout and "Resolve |" not in proc.stdout
+    assert files(tmp_path / "backups") == []
+    assert database_state(db) == before
+    report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+    assert report["status"] == "stopped" and "P3019" in report["message"] and report["plan"] == []

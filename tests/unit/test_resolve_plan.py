@@ -29,7 +29,7 @@ def row(rid: str, name: str = NAME, finished=None, rolled_back=None, started=T0)
                       rolled_back_at=rolled_back, started_at=started, applied_steps_count=0)
 
 
-def local(*names: str, script: str | None = SCRIPT, provider: str = "postgresql") -> MigrationsDir:
+def local(*names: str, script: str | None = SCRIPT, provider: str | None = "postgresql") -> MigrationsDir:
     return MigrationsDir(path="/app/prisma/migrations", provider=provider, lockfile_present=True,
                          migrations=[LocalMigration(n, "/app/prisma/migrations/" + n, script,
                                                     None if script is not None else "no migration.sql in this folder")
@@ -113,6 +113,9 @@ def test_applied_needs_the_local_script_p3017():
     missing = plan1("applied", [], folder=local(NAME, script=None))
     assert missing.code == "P3017" and "no migration.sql" in missing.reason
     assert plan1("applied", [], folder=local(NAME, provider="mysql")).code == "P3019"
+    # A lockfile without a provider line is refused by Prisma too (it reads `<PROVIDER NOT FOUND>`): same finding.
+    no_line = plan1("applied", [], folder=local(NAME, provider=None))
+    assert no_line.code == "P3019" and "has no line starting with provider" in no_line.reason
 
 
 def test_applied_without_local_check_leaves_the_checksum_to_the_cli():
