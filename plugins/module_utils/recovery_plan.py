@@ -49,7 +49,15 @@ ARGUMENT_SPEC = dict(
     backup_dir=dict(type="str", default=""),
     backup_reuse_within=dict(type="str", default=""),
     host=dict(type="str", default=""),
+    failed_attempt=dict(type="dict"),
 )
+
+# Failures a second attempt can cure: Prisma could not reach the server or its lock in time (P1001, P1002 - also
+# Prisma's advisory-lock timeout -, P1008, P1017), or PostgreSQL gave up on the statement for a reason of the moment
+# (serialization failure, deadlock, lock not available, statement/lock timeout). Anything else fails the same way
+# again: a second attempt would only meet the failed row it left (P3009).
+TRANSIENT_CODES = ("P1001", "P1002", "P1008", "P1017")
+TRANSIENT_SQLSTATES = ("40001", "40P01", "55P03", "57014")
 
 
 def validate(overrides: dict, partial_strategy: str) -> None:
@@ -198,9 +206,76 @@ def plan_lines(host: str, before: dict, steps: list, summary: dict, deploy: bool
     return lines
 
 
+def attempt_error(deploy: dict, after: dict | None) -> dict:
+    """What the failed attempt itself says: the CLI's P-code and message, and, when it left a failed row, that
+    migration and the database's own error from the row's log (SQLSTATE, message)."""
+    error = {"code": deploy.get("code"), "message": deploy.get("msg") or "", "migration": None, "sqlstate": None,
+             "database_message": None}
+    for entry in (after or {}).get("migrations") or []:
+        if entry.get("state") == "failed":
+            found = entry.get("error") or {}
+            error.update(migration=entry.get("name"), sqlstate=found.get("sqlstate"),
+                         database_message=found.get("message"))
+    return error
+
+
+def error_text(error: dict) -> str:
+    text = error.get("message") or "no message"
+    if error.get("migration"):
+        text += "; migration %s failed" % error["migration"]
+        if error.get("database_message"):
+            text += " with %s%s" % (error["database_message"],
+                                    " (SQLSTATE %s)" % error["sqlstate"] if error.get("sqlstate") else "")
+    return text
+
+
+def after_failed_deploy(failure: dict, after: dict | None, partial_strategy: str = "proven") -> dict:
+    """Whether another deploy attempt may follow, decided from the history read again after the failed one (`after`,
+    None when it could not be read): {retry, to_roll_back, attempt_error, stop}.
+
+    - No failed row and attempts left: deploy again (nothing was written that a second attempt would meet).
+    - A failed row: only when the error is one of the moment (TRANSIENT_*) and the new evidence says the migration
+      left no effect (not_applied, recommended rolled back) is it resolved rolled back and deployed again; anything
+      else stops, naming the database's own error, since a second attempt would only meet P3009.
+    """
+    deploy = failure.get("result") or {}
+    attempt, max_attempts = int(failure.get("attempt") or 1), max(int(failure.get("max_attempts") or 1), 1)
+    error = attempt_error(deploy, after)
+    result = {"retry": False, "to_roll_back": [], "attempt_error": error, "stop": ""}
+    said = error_text(error)
+    if attempt >= max_attempts:
+        result["stop"] = ("deploy failed %d time(s) (recover_max_attempts=%d): %s. Nothing more was tried"
+                          % (attempt, max_attempts, said))
+        return result
+    if after is None or after.get("failed") or "failed_migrations" not in after:
+        result["stop"] = ("deploy attempt %d failed (%s) and the history could not be read again: %s. Nothing more "
+                          "was tried" % (attempt, said, (after or {}).get("msg") or "no result"))
+        return result
+    failed = after.get("failed_migrations") or []
+    if not failed:
+        result["retry"] = True
+        return result
+    transient = error.get("sqlstate") in TRANSIENT_SQLSTATES or error.get("code") in TRANSIENT_CODES
+    steps = decide(after, {}, partial_strategy)["steps"] if not after.get("table_finding") else []
+    rolled_back = [s["name"] for s in steps if s["action"] == "rolled_back"]
+    if transient and steps and len(rolled_back) == len(steps):
+        result.update(retry=True, to_roll_back=rolled_back)
+        return result
+    why = ("the error is not one of the moment, so another attempt would fail the same way and meet P3009"
+           if not transient else "the new evidence does not show that the failed migration left no effect (%s)"
+           % "; ".join("%s: %s" % (s["name"], s["verdict"]) for s in steps))
+    result["stop"] = ("deploy attempt %d of %d failed: %s. %s; the host stops with %s failed" % (
+        attempt, max_attempts, said, why[0].upper() + why[1:], ", ".join(failed)))
+    return result
+
+
 def plan(params: dict, check_mode: bool = False) -> dict:
-    """The prisma_recover_plan result: decide, then (with previews) the final plan, its outline and its text."""
+    """The prisma_recover_plan result: decide, then (with previews) the final plan, its outline and its text; with
+    `failed_attempt`, whether another deploy attempt follows (after_failed_deploy)."""
     before = params["before"]
+    if params.get("failed_attempt"):
+        return dict(after_failed_deploy(params["failed_attempt"], before, params.get("partial_strategy") or "proven"),
+                    changed=False)
     decided = decide(before, params.get("overrides"), params.get("partial_strategy") or "proven",
                      bool(params.get("baseline")))
     result = {"changed": False, "stop": decided["stop"], "to_preview": decided["to_preview"]}

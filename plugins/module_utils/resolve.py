@@ -511,7 +511,13 @@ def parse_cli_error(output: str) -> dict:
         return {"code": match.group(1), "message": message}
     match = re.search(r"^Error:\s*(.+)$", text, re.M)
     if match:
-        return {"code": None, "message": match.group(1).strip()}
+        message = match.group(1).strip()
+        if message == "external connector error":
+            # A driver adapter's header: what it said comes on the next line (`No such table: X`).
+            said = next((line.strip() for line in text[match.end():].splitlines() if line.strip()), "")
+            if said and not re.match(r"\d+: ", said):
+                message += ": " + said
+        return {"code": None, "message": message}
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return {"code": None, "message": lines[-1].strip() if lines else "no output"}
 

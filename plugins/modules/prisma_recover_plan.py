@@ -19,6 +19,8 @@ description:
     stops.
   - An operator's O(overrides) entry replaces the decision for that migration (C(applied), C(rolled_back) or
     C(complete)).
+  - After a failed deploy attempt (O(failed_attempt)), it decides from the history read again whether another attempt
+    follows, so no attempt is blind.
   - The host stops before any step when the history is not a plain table, when the migrations folder was written for
     another database provider (P3019), or when a baseline is needed (P3005) and O(baseline) does not mark a proven
     one.
@@ -81,6 +83,15 @@ options:
     description: The host's name, for the printed plan.
     type: str
     default: ""
+  failed_attempt:
+    description:
+      - After a failed deploy attempt - C(result) (the failed C(prisma_migrate_deploy) result), C(attempt) (its number,
+        from 1) and C(max_attempts). O(before) is then the history read again after that attempt, and the result says
+        whether another attempt follows (RV(retry)) - with no failed row, while attempts remain; with a failed row,
+        only when the error is one of the moment (Prisma P1001, P1002, P1008, P1017; SQLSTATE 40001, 40P01, 55P03,
+        57014) and the new evidence says the migration left no effect (it is then resolved rolled back first,
+        RV(to_roll_back)). Anything else stops, naming the error, since another attempt would only meet P3009.
+    type: dict
 seealso:
   - module: prisma_ops.migrate.prisma_migration_info
   - module: prisma_ops.migrate.prisma_migration_complete
@@ -138,7 +149,7 @@ to_apply:
   type: list
   elements: str
 to_roll_back:
-  description: The migrations to resolve rolled back.
+  description: The migrations to resolve rolled back (with O(failed_attempt), before the next attempt).
   returned: success
   type: list
   elements: str
@@ -151,6 +162,17 @@ will_deploy:
   description: Whether a deploy follows.
   returned: success
   type: bool
+retry:
+  description: With O(failed_attempt) - whether another deploy attempt follows.
+  returned: when O(failed_attempt) is given
+  type: bool
+attempt_error:
+  description:
+    - With O(failed_attempt) - what the attempt failed on - C(code) (the CLI's P-code, null when it printed none, as
+      with a driver adapter), C(message) (the deploy's), and when it left a failed row C(migration), C(sqlstate) and
+      C(database_message) from the row's log.
+  returned: when O(failed_attempt) is given
+  type: dict
 lines:
   description: The plan as printed before anything changes (empty when the host stops before any step).
   returned: success

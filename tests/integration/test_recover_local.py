@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.scenario import GUARDIANS, INIT, local_inventory, make_p3009, write_env_file
+from tests.harness.scenario import GUARDIANS, INIT, add, local_inventory, make_p3009, write_env_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.prisma, pytest.mark.slow]
 
@@ -165,8 +165,41 @@ def test_a_failing_deploy_is_tried_at_most_max_attempts_then_stops_with_the_next
     report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
     assert report["status"] == "stopped"
     deploy = [a for a in report["actions"] if a["action"] == "deploy"]
-    assert deploy == [{"action": "deploy", "applied": [], "failed": True, "rc": 1, "attempts": 3, "code": deploy[0]["code"]}]
+    error = {"code": None, "message": "/bin/false failed (exit 1): no output", "migration": None, "sqlstate": None,
+             "database_message": None}
+    assert deploy == [{"action": "deploy", "applied": [], "failed": True, "rc": 1, "attempts": 3, "code": None,
+                       "errors": [dict(error, attempt=n) for n in (1, 2, 3)]}]
+    # Each retry was decided from the history read again (no failed row: nothing a second attempt would meet).
+    assert proc.stdout.count("Deploy | Decide from the new evidence whether another attempt follows") == 3
     assert len([n for n in files(tmp_path / "backups") if n.endswith(".dump")]) == 1  # backed up before resolving
+
+
+def test_a_deploy_that_fails_on_a_real_sql_error_stops_naming_that_error_not_p3009(project, db, host, tmp_path):
+    """A pending migration fails on a real SQL error: the deploy writes a failed row. The history read again shows
+    it, the error is not one of the moment, so no second attempt meets P3009: the host stops, and the console and
+    the report name the database's own error and the migration."""
+    add(project, INIT)
+    assert project.deploy().returncode == 0
+    broken = "20250301000000_backfill"
+    project.add_migration(broken, 'ALTER TABLE "Nope" ADD COLUMN "x" INTEGER;\n')
+
+    proc = playbook(host(recover_max_attempts=3, recover_deploy_retry_delay=0))
+
+    assert proc.returncode != 0 and recap(proc)["failed"] == 1
+    text = " ".join(proc.stdout.split())
+    # The JS engine through the driver adapter prints no P-code (native engines print P3018): none is invented.
+    assert "deploy attempt 1 failed" in text and "failed (exit 1): external connector error: No such table" in text
+    assert "migration %s failed with No such table: Nope" % broken in text, text
+    assert "Another attempt follows" not in text and "deploy attempt 2" not in text.lower()
+    assert "another attempt would fail the same way and meet P3009" in text
+    report = json.loads((tmp_path / "reports" / ("%s.json" % HOST)).read_text())
+    deploy = [a for a in report["actions"] if a["action"] == "deploy"]
+    assert len(deploy) == 1 and deploy[0]["attempts"] == 1 and deploy[0]["code"] is None, deploy
+    assert [(e["attempt"], e["code"], e["migration"], e["database_message"]) for e in deploy[0]["errors"]] == [
+        (1, None, broken, "No such table: Nope")]
+    assert report["status"] == "stopped" and "No such table: Nope" in report["message"]
+    # One failed row, the one the real error left: no second attempt wrote anything.
+    assert [(r[1], r[4] is None, r[5] is None) for r in rows(db)] == [(INIT, False, True), (broken, True, True)]
 
 
 def test_expected_database_guard_stops_a_wrong_target(project, db, host, tmp_path):

@@ -11,7 +11,8 @@ import pytest
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.errors import PrismaOpsError
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.evidence import ACTIONS
 from ansible_collections.prisma_ops.migrate.plugins.module_utils.recovery_plan import (
-    ACTION_TABLE, OVERRIDE_ACTIONS, PARTIAL_STRATEGIES, VERDICTS, apply_previews, decide, plan, plan_lines,
+    ACTION_TABLE, OVERRIDE_ACTIONS, PARTIAL_STRATEGIES, VERDICTS, after_failed_deploy, apply_previews, decide, plan,
+    plan_lines,
 )
 
 pytestmark = pytest.mark.unit
@@ -169,3 +170,62 @@ def test_nothing_to_do_says_whether_the_host_is_in_sync():
     drifted = before(None, failed_migrations=[], summary="modified")
     assert plan_lines("h", drifted, [], {"will_deploy": False}, True, [], True, "", "")[-1] == \
         "nothing to do that this role can do (not in sync: see the history)"
+
+
+# ------------------------------------------------------------------ after a failed deploy attempt
+
+def failed_deploy(code=None, msg="prisma migrate deploy failed (exit 1)", attempt=1, max_attempts=3) -> dict:
+    return {"result": {"code": code, "msg": msg, "rc": 1}, "attempt": attempt, "max_attempts": max_attempts}
+
+
+def history_after(verdict: str | None, sqlstate: str | None = None, message: str = "boom") -> dict:
+    if verdict is None:
+        return {"failed_migrations": [], "migrations": [{"name": "a_init", "state": "applied"}], "evidence": {}}
+    found = before(verdict)
+    found["migrations"] = [{"name": NAME, "state": "failed",
+                            "error": {"sqlstate": sqlstate, "message": message, "engine": "native"}}]
+    return found
+
+
+def test_no_failed_row_means_another_attempt_while_attempts_remain():
+    decided = after_failed_deploy(failed_deploy("P1001"), history_after(None))
+    assert decided["retry"] is True and decided["to_roll_back"] == [] and decided["stop"] == ""
+    last = after_failed_deploy(failed_deploy(attempt=3), history_after(None))
+    assert last["retry"] is False
+    assert last["stop"].startswith("deploy failed 3 time(s) (recover_max_attempts=3): prisma migrate deploy failed")
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01", "55P03", "57014"])
+def test_an_error_of_the_moment_that_left_no_effect_is_rolled_back_and_tried_again(sqlstate):
+    decided = after_failed_deploy(failed_deploy("P3018"), history_after("not_applied", sqlstate, "deadlock"))
+    assert decided["retry"] is True and decided["to_roll_back"] == [NAME]
+    assert decided["attempt_error"] == {"code": "P3018", "message": "prisma migrate deploy failed (exit 1)",
+                                        "migration": NAME, "sqlstate": sqlstate, "database_message": "deadlock"}
+
+
+@pytest.mark.parametrize("verdict", ["partial", "unknown", "applied"])
+def test_an_error_of_the_moment_that_left_effects_stops(verdict):
+    decided = after_failed_deploy(failed_deploy("P3018"), history_after(verdict, "40P01"))
+    assert decided["retry"] is False and decided["to_roll_back"] == []
+    assert "does not show that the failed migration left no effect (%s: %s)" % (NAME, verdict) in decided["stop"]
+
+
+def test_a_lasting_sql_error_stops_at_once_naming_the_database_error():
+    after = history_after("not_applied", "42P01", 'relation "Nope" does not exist')
+    decided = after_failed_deploy(failed_deploy("P3018"), after)
+    assert decided["retry"] is False
+    assert decided["stop"] == (
+        "deploy attempt 1 of 3 failed: prisma migrate deploy failed (exit 1); migration %s failed with relation "
+        "\"Nope\" does not exist (SQLSTATE 42P01). The error is not one of the moment, so another attempt would fail "
+        "the same way and meet P3009; the host stops with %s failed" % (NAME, NAME))
+
+
+def test_a_history_that_cannot_be_read_again_stops():
+    for after in (None, {"failed": True, "msg": "connection refused"}):
+        decided = after_failed_deploy(failed_deploy(), after)
+        assert decided["retry"] is False and "the history could not be read again" in decided["stop"]
+
+
+def test_the_action_runs_the_same_judgement():
+    result = plan({"before": history_after(None), "failed_attempt": failed_deploy()})
+    assert result["retry"] is True and result["changed"] is False

@@ -193,6 +193,11 @@ def test_cli_argv_puts_the_name_last_and_no_url():
     ("Error: Invariant violation: called markMigrationRolledBack on a database without migrations table.\n", None,
      "Invariant violation: called markMigrationRolledBack on a database without migrations table."),
     ("", None, "no output"),
+    # A driver adapter's mapped error (real 6.19.3 / 7.10.1 deploy output): the adapter's words after its header.
+    ("2 migrations found in prisma/migrations\nError: external connector error\nNo such table: Nope\n   0: sql_schema_"
+     "connector::apply_migration::apply_script\n", None, "external connector error: No such table: Nope"),
+    ("Error: external connector error\n   0: sql_schema_connector::apply_migration::apply_script\n", None,
+     "external connector error"),
 ])
 def test_parse_cli_error(output, code, message):
     assert parse_cli_error(output) == {"code": code, "message": message}
